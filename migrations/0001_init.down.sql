@@ -1,0 +1,2 @@
+DROP TABLE seqload.loads;
+DROP TABLE seqload.tables;

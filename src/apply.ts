@@ -1,0 +1,80 @@
+/**
+ * Step 6 of the data path: the one set-based statement that applies a staged batch. PostgreSQL
+ * enforces the ordering rule itself: a stored row is replaced only by a strictly higher sequence,
+ * and rows are applied in key order so that concurrent loaders lock keys in the same order and
+ * cannot deadlock each other. Counts come back from the same statement, and the load log row is
+ * written by it too, so a small batch costs a single round trip.
+ */
+import type { CollapsedBatch } from "./collapse.js";
+import { quoteIdent, quoteQualified } from "./identifiers.js";
+
+export interface ApplySqlInput {
+  schema: string;
+  table: string;
+  keyNames: string[];
+  batch: CollapsedBatch;
+  /** FROM item yielding columns c0…cN, _sequence, _delete (an unnest(...) AS s(...) or the stage table AS s). */
+  source: string;
+  /** Number of the first log parameter ($n): schema, table, received, collapsed, staged, min, max, table version follow. */
+  firstLogParam: number;
+}
+
+export interface ApplyCounts {
+  inserted: number;
+  updated: number;
+  deleted: number;
+  skipped: number;
+}
+
+export function applySql(input: ApplySqlInput): string {
+  const { batch, keyNames } = input;
+  const quotedTable = quoteQualified(input.schema, input.table);
+  const targetColumns = [...batch.columns.map(quoteIdent), `"_sequence"`, `"_deleted_at"`];
+  const selectList = [...batch.columns.map((_, i) => `s.c${i}`), "s._sequence", "CASE WHEN s._delete THEN now() END"];
+  const keyPositions = keyNames.map((k) => batch.columns.indexOf(k));
+  let conflict = "";
+  let order = "";
+  if (keyNames.length > 0) {
+    // A delete keeps the row's other columns (a tombstone); an upsert replaces them all.
+    const sets = batch.columns
+      .filter((c) => !keyNames.includes(c)) // key columns stay out of SET: a weaker row lock, no key change
+      .map((c) => `${quoteIdent(c)} = CASE WHEN excluded."_deleted_at" IS NULL THEN excluded.${quoteIdent(c)} ELSE t.${quoteIdent(c)} END`);
+    sets.push(`"_sequence" = excluded."_sequence"`, `"_loaded_at" = excluded."_loaded_at"`, `"_deleted_at" = excluded."_deleted_at"`);
+    conflict = `ON CONFLICT (${keyNames.map(quoteIdent).join(", ")}) DO UPDATE SET\n    ${sets.join(",\n    ")}\n  WHERE excluded."_sequence" > t."_sequence"`;
+    order = `ORDER BY ${keyPositions.map((p) => `s.c${p}`).join(", ")}`;
+  }
+  const p = input.firstLogParam;
+  return `WITH w AS (
+  INSERT INTO ${quotedTable} AS t (${targetColumns.join(", ")})
+  SELECT ${selectList.join(", ")}
+  FROM ${input.source}
+  ${order}
+  ${conflict}
+  RETURNING t.xmax = 0 AS ins, t."_deleted_at" IS NOT NULL AS del
+), c AS (
+  SELECT count(*) FILTER (WHERE ins AND NOT del)::int AS inserted,
+         count(*) FILTER (WHERE NOT ins AND NOT del)::int AS updated,
+         count(*) FILTER (WHERE del)::int AS deleted,
+         ($${p + 4}::int - count(*))::int AS skipped
+  FROM w
+), l AS (
+  INSERT INTO seqload.loads (schema_name, table_name, received, collapsed, inserted, updated, deleted, skipped, min_sequence, max_sequence, table_version)
+  SELECT $${p}, $${p + 1}, $${p + 2}::int, $${p + 3}::int, c.inserted, c.updated, c.deleted, c.skipped + $${p + 2}::int - $${p + 3}::int - $${p + 4}::int, $${p + 5}::bigint, $${p + 6}::bigint, $${p + 7}::bigint
+  FROM c
+)
+SELECT inserted, updated, deleted, skipped FROM c`;
+}
+
+/** Parameters for the log part of applySql, in order. */
+export function logParams(schema: string, table: string, received: number, batch: CollapsedBatch, tableVersion: bigint | null): unknown[] {
+  return [
+    schema,
+    table,
+    received,
+    batch.collapsed,
+    batch.rows.length,
+    batch.minSequence?.toString() ?? null,
+    batch.maxSequence?.toString() ?? null,
+    tableVersion?.toString() ?? null,
+  ];
+}

@@ -1,0 +1,192 @@
+/**
+ * Every error seqload throws is a SeqloadError with a stable `code`. PostgreSQL errors are
+ * classified in one place (`wrapPgError`) so that callers can branch on `retryable` instead of
+ * parsing SQLSTATEs themselves.
+ */
+
+export interface ValidationIssue {
+  /** Index of the message in `messages`, or null for a problem with the batch envelope. */
+  index: number | null;
+  /** JSON path inside the batch, e.g. `/messages/3/data/id`. */
+  path: string;
+  /** What is wrong, in words. */
+  message: string;
+}
+
+export class SeqloadError extends Error {
+  /** Stable, machine-readable error code. */
+  readonly code: string;
+  /** True when loading the same batch again may succeed (and is safe: the guard makes replays idempotent). */
+  readonly retryable: boolean;
+  constructor(code: string, message: string, options: { cause?: unknown; retryable?: boolean } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+  }
+}
+
+/** The batch is not valid; nothing was written. Lists every problem found. */
+export class BatchValidationError extends SeqloadError {
+  readonly issues: ValidationIssue[];
+  readonly table: string | null;
+  constructor(issues: ValidationIssue[], table: string | null = null) {
+    const shown = issues.slice(0, 20).map((i) => `  - ${describeIssue(i)}`);
+    if (issues.length > 20) shown.push(`  - … and ${issues.length - 20} more`);
+    super(
+      "BATCH_INVALID",
+      `batch${table === null ? "" : ` for table "${table}"`} is invalid (${issues.length} problem${issues.length === 1 ? "" : "s"}); nothing was written:\n${shown.join("\n")}`,
+    );
+    this.issues = issues;
+    this.table = table;
+  }
+}
+
+function describeIssue(issue: ValidationIssue): string {
+  const where = issue.index === null ? issue.path || "batch" : `message ${issue.index} (${issue.path})`;
+  return `${where}: ${issue.message}`;
+}
+
+/** The batch's key_names differ from the primary key of the existing table; nothing was written. */
+export class KeyMismatchError extends SeqloadError {
+  constructor(
+    readonly table: string,
+    readonly existingKeys: string[],
+    readonly batchKeys: string[],
+  ) {
+    super(
+      "KEY_NAMES_CHANGED",
+      `table "${table}" has primary key ${fmtKeys(existingKeys)} but the batch has key_names ${fmtKeys(batchKeys)}; ` +
+        "seqload never changes a primary key: load into a new table or fix key_names. Nothing was written.",
+    );
+  }
+}
+
+function fmtKeys(keys: string[]): string {
+  return keys.length === 0 ? "[] (append-only)" : JSON.stringify(keys);
+}
+
+/** The table exists but was not created by seqload or cannot hold seqload's system columns. */
+export class TableShapeError extends SeqloadError {
+  constructor(message: string) {
+    super("TABLE_INCOMPATIBLE", message);
+  }
+}
+
+/** PostgreSQL could not be reached, or the connection broke. */
+export class ConnectionError extends SeqloadError {
+  constructor(message: string, cause: unknown, retryable: boolean) {
+    super("CONNECTION_FAILED", message, { cause, retryable });
+  }
+}
+
+/** A PostgreSQL error while applying a batch. The batch was rolled back as a whole. */
+export class DatabaseError extends SeqloadError {
+  /** The SQLSTATE PostgreSQL returned. */
+  readonly sqlState: string | undefined;
+  constructor(code: string, message: string, sqlState: string | undefined, cause: unknown, retryable: boolean) {
+    super(code, message, { cause, retryable });
+    this.sqlState = sqlState;
+  }
+}
+
+/** Retries of a transient failure (deadlock, serialization failure, lock timeout) ran out. */
+export class RetryExhaustedError extends DatabaseError {}
+
+/** An option passed to createLoader or the CLI is invalid. */
+export class ConfigurationError extends SeqloadError {
+  constructor(message: string) {
+    super("INVALID_OPTION", message);
+  }
+}
+
+/** SQLSTATEs after which the whole transaction can be retried as is (the guard makes replays idempotent). */
+export const TRANSIENT_CODES: Readonly<Record<string, string>> = {
+  "40P01": "deadlock detected",
+  "40001": "serialization failure",
+  "55P03": "lock not available (lock_timeout)",
+};
+
+/** SQLSTATEs that mean the connection or server went away; retry on a new connection. */
+export const CONNECTION_CODES: Readonly<Record<string, string>> = {
+  "57P01": "admin shutdown (server stopped or backend terminated)",
+  "57P02": "crash shutdown",
+  "57P03": "cannot connect now (server starting up or shutting down)",
+  "08000": "connection exception",
+  "08003": "connection does not exist",
+  "08006": "connection failure",
+  "08001": "unable to establish connection",
+  "08004": "server rejected the connection",
+};
+
+/** SQLSTATEs that are never retried: retrying cannot change the outcome. */
+export const PERMANENT_CODES: Readonly<Record<string, string>> = {
+  "21000": "cardinality violation (a key twice in one statement: a seqload bug)",
+  "22021": "invalid byte sequence (e.g. a NUL character in text)",
+  "22P02": "invalid text representation",
+  "22003": "numeric value out of range",
+  "23505": "unique violation",
+  "42P01": "undefined table",
+  "42703": "undefined column",
+  "42501": "insufficient privilege",
+};
+
+interface PgLikeError {
+  code?: string;
+  message?: string;
+  detail?: string;
+  hint?: string;
+}
+
+function isPgLike(e: unknown): e is PgLikeError & Error {
+  return e instanceof Error;
+}
+
+/** Node socket errors and pg's own client-side connection errors. */
+function isConnectionLoss(e: Error & { code?: string }): boolean {
+  if (e.code !== undefined && CONNECTION_CODES[e.code] !== undefined) return true;
+  if (e.code !== undefined && /^E(CONNRESET|CONNREFUSED|PIPE|TIMEDOUT|HOSTUNREACH|NOTFOUND|AI_AGAIN)$/.test(e.code)) return true;
+  return /Connection terminated|connection error|Client has encountered a connection error|not queryable/i.test(e.message);
+}
+
+/** Is this PostgreSQL error worth retrying inside the loader? */
+export function isTransient(e: unknown): boolean {
+  return isPgLike(e) && typeof (e as PgLikeError).code === "string" && TRANSIENT_CODES[(e as PgLikeError).code as string] !== undefined;
+}
+
+export function isConnectionError(e: unknown): boolean {
+  return isPgLike(e) && isConnectionLoss(e as Error & { code?: string });
+}
+
+/**
+ * Turn anything thrown while talking to PostgreSQL into a SeqloadError. `what` says what seqload
+ * was doing, e.g. `loading table "customers"`.
+ */
+export function wrapPgError(e: unknown, what: string, opts: { replaySafe?: boolean } = {}): SeqloadError {
+  if (e instanceof SeqloadError) return e;
+  if (!isPgLike(e)) return new SeqloadError("INTERNAL", `${what}: ${String(e)}`, { cause: e });
+  const pg = e as PgLikeError & Error;
+  const state = pg.code;
+  const detail = pg.detail ? ` (${pg.detail})` : "";
+  const replaySafe = opts.replaySafe ?? true;
+  if (isConnectionLoss(pg as Error & { code?: string })) {
+    return new ConnectionError(
+      `${what}: the connection to PostgreSQL was lost (${pg.message}); the batch was not committed${
+        replaySafe ? " or is already fully applied; loading it again is safe" : "; it may or may not have been committed"
+      }`,
+      e,
+      replaySafe,
+    );
+  }
+  if (state !== undefined && TRANSIENT_CODES[state] !== undefined) {
+    return new DatabaseError("TRANSIENT", `${what}: ${TRANSIENT_CODES[state]}: ${pg.message}${detail}; the batch was rolled back and can be loaded again`, state, e, true);
+  }
+  if (state === "57014") {
+    return new DatabaseError("TIMEOUT", `${what}: statement cancelled (statement_timeout or cancel): ${pg.message}; the batch was rolled back and can be loaded again`, state, e, true);
+  }
+  if (state === "21000") {
+    return new DatabaseError("INTERNAL", `${what}: ${pg.message}. This is a seqload bug (in-batch collapse missed a duplicate key); please report it. The batch was rolled back.`, state, e, false);
+  }
+  const gloss = state !== undefined && PERMANENT_CODES[state] !== undefined ? ` [${PERMANENT_CODES[state]}]` : "";
+  return new DatabaseError("DATABASE_ERROR", `${what}: ${pg.message}${detail}${gloss} (SQLSTATE ${state ?? "none"}); the batch was rolled back`, state, e, false);
+}

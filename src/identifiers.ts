@@ -1,0 +1,38 @@
+/**
+ * The one place where identifiers are checked and quoted. `table` is a raw name, `quotedTable` the
+ * quoted form. PostgreSQL silently truncates identifiers longer than 63 bytes, so two long names
+ * could land on the same object: seqload refuses them instead (see README "Identifiers").
+ */
+
+export const MAX_IDENTIFIER_BYTES = 63;
+
+/** Columns seqload adds to every table; a property with one of these names is refused. */
+export const SYSTEM_COLUMNS = ["_sequence", "_loaded_at", "_deleted_at", "_table_version"] as const;
+
+/** Returns a problem description, or null when `name` can be used as an identifier as is. */
+export function identifierProblem(name: unknown, what: string): string | null {
+  if (typeof name !== "string") return `${what} must be a string`;
+  if (name.length === 0) return `${what} must not be empty`;
+  if (name.includes("\0")) return `${what} ${JSON.stringify(name)} contains a NUL character, which PostgreSQL cannot store`;
+  if (!name.isWellFormed()) return `${what} ${JSON.stringify(name)} is not well-formed Unicode (lone surrogate)`;
+  const bytes = Buffer.byteLength(name, "utf8");
+  if (bytes > MAX_IDENTIFIER_BYTES) {
+    return `${what} ${JSON.stringify(name)} is ${bytes} bytes long; PostgreSQL identifiers hold at most ${MAX_IDENTIFIER_BYTES} bytes and longer ones are silently truncated (two names could collide), so seqload refuses it`;
+  }
+  return null;
+}
+
+/** Quote an identifier that has passed `identifierProblem`. */
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** `"schema"."table"` */
+export function quoteQualified(schema: string, table: string): string {
+  return `${quoteIdent(schema)}.${quoteIdent(table)}`;
+}
+
+/** A SQL string literal (for the few places where a value cannot be bound, e.g. DDL comments). */
+export function quoteLiteral(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}

@@ -1,0 +1,244 @@
+/**
+ * createLoader / loadBatch: the data path end to end.
+ *   validate → plan the table (DDL only if the catalog lacks something) → collapse → stage → apply
+ * Each batch is one transaction; transient failures (deadlock, serialization, lock timeout, lost
+ * connection) are retried as a whole, which is safe because replays change nothing.
+ */
+import { createHash } from "node:crypto";
+import type pg from "pg";
+import { applySql, logParams } from "./apply.js";
+import { type TableInfo, readTableInfo } from "./catalog.js";
+import { type CollapsedBatch, collapseBatch } from "./collapse.js";
+import { ConnectionError, RetryExhaustedError, SeqloadError, isConnectionError, isTransient, wrapPgError } from "./errors.js";
+import { quoteIdent, quoteQualified } from "./identifiers.js";
+import { LOCK_NAMESPACE, isUpToDate, migrateUp } from "./migrate.js";
+import { type LoaderOptions, type ResolvedOptions, makePool, resolveOptions } from "./options.js";
+import { type TablePlan, alterTableSql, createTableSql, needsDdl, planTable } from "./plan.js";
+import { loadSql } from "./sql.js";
+import { STAGE_TABLE, arrayParams, copyRows, createStageSql, stageColumnNames, unnestSource } from "./stage.js";
+import type { Batch, LoadResult } from "./types.js";
+import { type ValidatedBatch, checkBatch } from "./validate.js";
+
+export interface Loader {
+  /** Validate and apply one batch atomically. */
+  loadBatch(batch: Batch | unknown): Promise<LoadResult>;
+  /** Close the pool if seqload created it. */
+  close(): Promise<void>;
+  /** The pool in use. */
+  readonly pool: pg.Pool;
+  /** The resolved options. */
+  readonly options: Readonly<ResolvedOptions>;
+}
+
+/** Advisory lock key (second int) for one table: 32 bits of SHA-256, stable across versions. */
+function tableLockKey(schema: string, table: string): number {
+  return createHash("sha256").update(`${schema}\u0000${table}`).digest().readInt32BE(0);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Thrown inside a transaction when the world changed under us (e.g. the table appeared): start over. */
+class Replan extends Error {}
+
+export async function createLoader(input: LoaderOptions): Promise<Loader> {
+  const options = resolveOptions(input);
+  const { pool, owned } = makePool(input);
+  // An idle pooled connection that dies (server restart, terminated backend) emits 'error' on the
+  // pool; without a listener that would crash the process. The pool drops the client by itself.
+  pool.on("error", () => {});
+  const tables = new Map<string, TableInfo>();
+  let ready: Promise<void> | null = null;
+
+  async function prepare(): Promise<void> {
+    try {
+      if (options.migrate && !(await isUpToDate(pool))) await migrateUp(pool);
+      const r = await pool.query<{ ok: boolean }>("SELECT to_regnamespace($1) IS NOT NULL AS ok", [quoteIdent(options.schema)]);
+      if (!r.rows[0]?.ok) {
+        await inTransaction(async (client) => {
+          await client.query("SELECT pg_advisory_xact_lock($1, $2)", [LOCK_NAMESPACE, tableLockKey(options.schema, "")]);
+          await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(options.schema)}`);
+        });
+      }
+    } catch (e) {
+      ready = null; // let the next call try again
+      throw wrapPgError(e, "preparing the database (migrations, target schema)");
+    }
+  }
+
+  async function inTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await pool.connect();
+    try {
+      await client.query("BEGIN");
+      const result = await fn(client);
+      await client.query("COMMIT");
+      client.release();
+      return result;
+    } catch (e) {
+      if (isConnectionError(e)) {
+        client.release(e as Error); // destroy it: the pool must not hand out a broken connection
+      } else {
+        await client.query("ROLLBACK").then(
+          () => client.release(),
+          (rollbackError: Error) => client.release(rollbackError),
+        );
+      }
+      throw e;
+    }
+  }
+
+  async function tableInfo(db: Pick<pg.ClientBase, "query">, table: string, fresh: boolean): Promise<TableInfo> {
+    const cacheKey = table;
+    const cached = tables.get(cacheKey);
+    if (cached && !fresh) return cached;
+    const info = await readTableInfo(db, options.schema, table);
+    if (info.exists) tables.set(cacheKey, info);
+    else tables.delete(cacheKey);
+    return info;
+  }
+
+  function remember(table: string, keyNames: string[], plan: TablePlan): void {
+    const columns = new Map(plan.columns);
+    for (const s of ["_sequence", "_loaded_at", "_deleted_at"]) columns.set(s, s === "_sequence" ? "bigint" : "timestamptz");
+    tables.set(table, { exists: true, columns, keyNames });
+  }
+
+  async function lockTable(client: pg.PoolClient, table: string): Promise<void> {
+    await client.query(`SET LOCAL lock_timeout = ${Number(options.lockTimeoutMs)}`);
+    await client.query("SELECT pg_advisory_xact_lock($1, $2)", [LOCK_NAMESPACE, tableLockKey(options.schema, table)]);
+  }
+
+  function registryColumns(plan: TablePlan): string {
+    return JSON.stringify(Object.fromEntries(plan.columns));
+  }
+
+  /** Add or widen columns in a short transaction of its own, re-checked under the table's lock. */
+  async function alterTable(v: ValidatedBatch): Promise<void> {
+    await inTransaction(async (client) => {
+      await lockTable(client, v.table);
+      await client.query("SET LOCAL TimeZone = 'UTC'");
+      const info = await tableInfo(client, v.table, true);
+      if (!info.exists) throw new Replan();
+      const plan = planTable(v, info);
+      const ddl = alterTableSql(options.schema, v.table, plan);
+      if (ddl !== null) {
+        await client.query(ddl);
+        await client.query(loadSql("register-table"), [options.schema, v.table, v.keyNames, registryColumns(plan)]);
+      }
+      remember(v.table, v.keyNames, plan);
+    });
+  }
+
+  async function applyRows(client: pg.PoolClient, v: ValidatedBatch, c: CollapsedBatch, received: number): Promise<LoadResult> {
+    const base = { table: v.table, received, collapsed: c.collapsed };
+    if (c.rows.length === 0) {
+      await client.query(loadSql("log-load"), [options.schema, v.table, received, c.collapsed, 0, 0, 0, received - c.collapsed, c.minSequence?.toString() ?? null, c.maxSequence?.toString() ?? null, v.tableVersion?.toString() ?? null]);
+      return { ...base, inserted: 0, updated: 0, deleted: 0, skipped: received - c.collapsed };
+    }
+    let text: string;
+    let params: unknown[];
+    if (c.rows.length >= options.copyThreshold) {
+      await client.query(createStageSql(c));
+      await copyRows(client, STAGE_TABLE, stageColumnNames(c), c.rows, "flag");
+      text = applySql({ schema: options.schema, table: v.table, keyNames: v.keyNames, batch: c, source: `${STAGE_TABLE} AS s`, firstLogParam: 1 });
+      params = logParams(options.schema, v.table, received, c, v.tableVersion);
+    } else {
+      const arrays = arrayParams(c);
+      text = applySql({ schema: options.schema, table: v.table, keyNames: v.keyNames, batch: c, source: unnestSource(c, 1), firstLogParam: arrays.length + 1 });
+      params = [...arrays, ...logParams(options.schema, v.table, received, c, v.tableVersion)];
+    }
+    const r = await client.query<{ inserted: number; updated: number; deleted: number; skipped: number }>(text, params);
+    const counts = r.rows[0] as { inserted: number; updated: number; deleted: number; skipped: number };
+    return { ...base, inserted: counts.inserted, updated: counts.updated, deleted: counts.deleted, skipped: counts.skipped + (received - c.collapsed - c.rows.length) };
+  }
+
+  /** First load into a table that does not exist: create it and load it in one transaction. */
+  async function createAndLoad(v: ValidatedBatch, received: number): Promise<LoadResult> {
+    return inTransaction(async (client) => {
+      await lockTable(client, v.table);
+      const info = await tableInfo(client, v.table, true);
+      if (info.exists) throw new Replan(); // another loader created it meanwhile
+      const plan = planTable(v, info);
+      await client.query(createTableSql(options.schema, v.table, v.keyNames, plan.columns));
+      await client.query(loadSql("register-table"), [options.schema, v.table, v.keyNames, registryColumns(plan)]);
+      const c = collapseBatch(v, plan.columns);
+      let result: LoadResult;
+      if (c.rows.length >= options.copyThreshold) {
+        // Nothing can conflict in a table this transaction created and still holds: COPY straight in.
+        await copyRows(client, quoteQualified(options.schema, v.table), c.columns.map(quoteIdent), c.rows, "timestamp");
+        const deleted = c.rows.reduce((n, r) => n + (r.isDelete ? 1 : 0), 0);
+        result = { table: v.table, received, collapsed: c.collapsed, inserted: c.rows.length - deleted, updated: 0, deleted, skipped: received - c.collapsed - c.rows.length };
+        await client.query(loadSql("log-load"), [options.schema, v.table, received, c.collapsed, result.inserted, 0, deleted, result.skipped, c.minSequence?.toString() ?? null, c.maxSequence?.toString() ?? null, v.tableVersion?.toString() ?? null]);
+      } else {
+        result = await applyRows(client, v, c, received);
+      }
+      remember(v.table, v.keyNames, plan);
+      return result;
+    });
+  }
+
+  async function loadOnce(v: ValidatedBatch, received: number): Promise<LoadResult> {
+    for (let replans = 0; ; replans++) {
+      try {
+        const info = await tableInfo(pool, v.table, false);
+        if (!info.exists) return await createAndLoad(v, received);
+        let plan = planTable(v, info);
+        if (needsDdl(plan)) {
+          await alterTable(v);
+          plan = planTable(v, tables.get(v.table) as TableInfo);
+        }
+        const c = collapseBatch(v, plan.columns);
+        if (c.rows.length < options.copyThreshold) {
+          // One statement: atomic on its own, one round trip.
+          const client = await pool.connect();
+          try {
+            const r = await applyRows(client, v, c, received);
+            client.release();
+            return r;
+          } catch (e) {
+            client.release(isConnectionError(e) ? (e as Error) : undefined);
+            throw e;
+          }
+        }
+        return await inTransaction((client) => applyRows(client, v, c, received));
+      } catch (e) {
+        const state = (e as { code?: string }).code;
+        const stale = e instanceof Replan || state === "42P01" || state === "42703";
+        if (!stale || replans >= 3) throw e;
+        tables.delete(v.table); // the cached shape was stale: read the catalog again
+      }
+    }
+  }
+
+  async function loadBatch(batch: Batch | unknown): Promise<LoadResult> {
+    const v = checkBatch(batch);
+    const received = Array.isArray((batch as Batch).messages) ? (batch as Batch).messages.length : 0;
+    ready ??= prepare();
+    await ready;
+    const what = `loading batch into table "${v.table}"`;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await loadOnce(v, received);
+      } catch (e) {
+        if (e instanceof SeqloadError) throw e;
+        const retryable = isTransient(e) || isConnectionError(e);
+        if (!retryable) throw wrapPgError(e, what, { replaySafe: v.keyNames.length > 0 });
+        if (attempt >= options.maxRetries) {
+          const wrapped = wrapPgError(e, what, { replaySafe: v.keyNames.length > 0 });
+          if (wrapped instanceof ConnectionError) throw wrapped;
+          throw new RetryExhaustedError("RETRY_EXHAUSTED", `${wrapped.message} (gave up after ${attempt + 1} attempts)`, (e as { code?: string }).code, e, true);
+        }
+        // Bounded exponential backoff with full jitter.
+        await sleep(Math.random() * Math.min(2000, 25 * 2 ** attempt));
+      }
+    }
+  }
+
+  return {
+    loadBatch,
+    pool,
+    options,
+    async close() {
+      if (owned) await pool.end();
+    },
+  };
+}

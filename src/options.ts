@@ -1,0 +1,75 @@
+/** Loader options: the input type, the resolved type, resolved and checked once. */
+import pg from "pg";
+import { ConfigurationError } from "./errors.js";
+import { identifierProblem } from "./identifiers.js";
+
+export interface LoaderOptions {
+  /** PostgreSQL URL. One of connectionString or pool is required. */
+  connectionString?: string;
+  /** An existing pg.Pool to use instead (not closed by loader.close()). */
+  pool?: pg.Pool;
+  /** Target schema for data tables. Default "public"; created if missing. */
+  schema?: string;
+  /** Apply seqload's pending migrations on first use. Default true. */
+  migrate?: boolean;
+  /** Retries of a deadlock, serialization failure, lock timeout or lost connection. Default 5. */
+  maxRetries?: number;
+  /** lock_timeout for DDL and table creation, in ms. Default 5000. */
+  lockTimeoutMs?: number;
+  /** Batches with at least this many rows (after collapse) are staged with COPY; smaller ones as array parameters. Default 5000. */
+  copyThreshold?: number;
+  /** Size of the pool seqload creates from connectionString. Default 4. */
+  poolSize?: number;
+}
+
+export interface ResolvedOptions {
+  schema: string;
+  migrate: boolean;
+  maxRetries: number;
+  lockTimeoutMs: number;
+  copyThreshold: number;
+}
+
+export function resolveOptions(input: LoaderOptions): ResolvedOptions {
+  const schema = input.schema ?? "public";
+  const p = identifierProblem(schema, "schema");
+  if (p) throw new ConfigurationError(p);
+  const nonNegativeInt = (name: string, v: number | undefined, dflt: number): number => {
+    if (v === undefined) return dflt;
+    if (!Number.isInteger(v) || v < 0) throw new ConfigurationError(`${name} must be a non-negative integer, got ${String(v)}`);
+    return v;
+  };
+  return {
+    schema,
+    migrate: input.migrate ?? true,
+    maxRetries: nonNegativeInt("maxRetries", input.maxRetries, 5),
+    lockTimeoutMs: nonNegativeInt("lockTimeoutMs", input.lockTimeoutMs, 5000),
+    copyThreshold: nonNegativeInt("copyThreshold", input.copyThreshold ?? envThreshold(), 5000),
+  };
+}
+
+/** SEQLOAD_COPY_THRESHOLD lets the test suite run every test through the COPY path too. */
+function envThreshold(): number | undefined {
+  const v = process.env.SEQLOAD_COPY_THRESHOLD;
+  return v === undefined || v === "" ? undefined : Number(v);
+}
+
+export function makePool(input: LoaderOptions): { pool: pg.Pool; owned: boolean } {
+  if (input.pool !== undefined) return { pool: input.pool, owned: false };
+  if (input.connectionString === undefined || input.connectionString === "") {
+    throw new ConfigurationError("createLoader needs connectionString or pool");
+  }
+  const pool = new pg.Pool({ connectionString: input.connectionString, max: input.poolSize ?? 4 });
+  return { pool, owned: true };
+}
+
+/** A connection string with its password replaced by ***, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== "") u.password = "***";
+    return u.toString();
+  } catch {
+    return url.replace(/:\/\/([^:/@]+):[^@]*@/, "://$1:***@");
+  }
+}
