@@ -160,12 +160,14 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
   const schema = batch.schema;
   let properties: Record<string, unknown> = {};
   let schemaOk = false;
+  let propertiesOk = false;
   if (typeof schema !== "object" || schema === null || Array.isArray(schema)) {
     problem(null, "/schema", schema === undefined ? "schema is required" : "schema must be a JSON Schema object");
   } else if (typeof (schema as JsonSchema).properties !== "object" || (schema as JsonSchema).properties === null || Array.isArray((schema as JsonSchema).properties)) {
     problem(null, "/schema/properties", "schema.properties is required and must be an object (one entry per column)");
   } else {
     schemaOk = true;
+    propertiesOk = true;
     properties = (schema as JsonSchema).properties as Record<string, unknown>;
     for (const [name, propSchema] of Object.entries(properties)) {
       const path = pointer("schema", "properties", name);
@@ -209,10 +211,10 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
       keyNames.forEach((k, i) => {
         if (seen.has(k)) problem(null, pointer("key_names", i), `key ${JSON.stringify(k)} is listed twice`);
         seen.add(k);
-        if (schemaOk && !(k in properties)) problem(null, pointer("key_names", i), `key ${JSON.stringify(k)} is not a property of schema.properties`);
+        if (propertiesOk && !Object.hasOwn(properties, k)) problem(null, pointer("key_names", i), `key ${JSON.stringify(k)} is not a property of schema.properties`);
         const t = columns.get(k);
         if (t === "jsonb") problem(null, pointer("schema", "properties", k), `key ${JSON.stringify(k)} must be a scalar (integer, number, string, boolean, date-time or date), not an object, array or untyped value`);
-        if (schemaOk && k in properties && t === undefined) problem(null, pointer("schema", "properties", k), `key ${JSON.stringify(k)} can only be null; a key needs a non-null type`);
+        if (propertiesOk && Object.hasOwn(properties, k) && t === undefined && !issues.some((i) => i.path === pointer("schema", "properties", k))) problem(null, pointer("schema", "properties", k), `key ${JSON.stringify(k)} can only be null; a key needs a non-null type`);
       });
     }
   }
