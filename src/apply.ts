@@ -15,8 +15,12 @@ export interface ApplySqlInput {
   batch: CollapsedBatch;
   /** FROM item yielding columns c0…cN, _sequence, _delete (an unnest(...) AS s(...) or the stage table AS s). */
   source: string;
-  /** Number of the first log parameter ($n): schema, table, received, collapsed, staged, min, max, table version follow. */
-  firstLogParam: number;
+  /** Parameter number carrying the batch's table_version, or null when the table has no _table_version column. */
+  tableVersionParam: number | null;
+  /** Number of the first log parameter ($n): schema, table, received, collapsed, staged, min, max, table version follow; null = no log row here. */
+  firstLogParam: number | null;
+  /** Number of the parameter holding the count of staged rows (needed for `skipped`). */
+  stagedParam: number;
 }
 
 export interface ApplyCounts {
@@ -31,6 +35,10 @@ export function applySql(input: ApplySqlInput): string {
   const quotedTable = quoteQualified(input.schema, input.table);
   const targetColumns = [...batch.columns.map(quoteIdent), `"_sequence"`, `"_deleted_at"`];
   const selectList = [...batch.columns.map((_, i) => `s.c${i}`), "s._sequence", "CASE WHEN s._delete THEN now() END"];
+  if (input.tableVersionParam !== null) {
+    targetColumns.push(`"_table_version"`);
+    selectList.push(`$${input.tableVersionParam}::bigint`);
+  }
   const keyPositions = keyNames.map((k) => batch.columns.indexOf(k));
   let conflict = "";
   let order = "";
@@ -40,10 +48,19 @@ export function applySql(input: ApplySqlInput): string {
       .filter((c) => !keyNames.includes(c)) // key columns stay out of SET: a weaker row lock, no key change
       .map((c) => `${quoteIdent(c)} = CASE WHEN excluded."_deleted_at" IS NULL THEN excluded.${quoteIdent(c)} ELSE t.${quoteIdent(c)} END`);
     sets.push(`"_sequence" = excluded."_sequence"`, `"_loaded_at" = excluded."_loaded_at"`, `"_deleted_at" = excluded."_deleted_at"`);
+    if (input.tableVersionParam !== null) sets.push(`"_table_version" = excluded."_table_version"`);
     conflict = `ON CONFLICT (${keyNames.map(quoteIdent).join(", ")}) DO UPDATE SET\n    ${sets.join(",\n    ")}\n  WHERE excluded."_sequence" > t."_sequence"`;
     order = `ORDER BY ${keyPositions.map((p) => `s.c${p}`).join(", ")}`;
   }
   const p = input.firstLogParam;
+  const log =
+    p === null
+      ? ""
+      : `, l AS (
+  INSERT INTO seqload.loads (schema_name, table_name, received, collapsed, inserted, updated, deleted, skipped, min_sequence, max_sequence, table_version)
+  SELECT $${p}, $${p + 1}, $${p + 2}::int, $${p + 3}::int, c.inserted, c.updated, c.deleted, c.skipped + $${p + 2}::int - $${p + 3}::int - $${input.stagedParam}::int, $${p + 4}::bigint, $${p + 5}::bigint, $${p + 6}::bigint
+  FROM c
+)`;
   return `WITH w AS (
   INSERT INTO ${quotedTable} AS t (${targetColumns.join(", ")})
   SELECT ${selectList.join(", ")}
@@ -55,26 +72,22 @@ export function applySql(input: ApplySqlInput): string {
   SELECT count(*) FILTER (WHERE ins AND NOT del)::int AS inserted,
          count(*) FILTER (WHERE NOT ins AND NOT del)::int AS updated,
          count(*) FILTER (WHERE del)::int AS deleted,
-         ($${p + 4}::int - count(*))::int AS skipped
+         ($${input.stagedParam}::int - count(*))::int AS skipped
   FROM w
-), l AS (
-  INSERT INTO seqload.loads (schema_name, table_name, received, collapsed, inserted, updated, deleted, skipped, min_sequence, max_sequence, table_version)
-  SELECT $${p}, $${p + 1}, $${p + 2}::int, $${p + 3}::int, c.inserted, c.updated, c.deleted, c.skipped + $${p + 2}::int - $${p + 3}::int - $${p + 4}::int, $${p + 5}::bigint, $${p + 6}::bigint, $${p + 7}::bigint
-  FROM c
-)
+)${log}
 SELECT inserted, updated, deleted, skipped FROM c`;
 }
 
-/** Parameters for the log part of applySql, in order. */
+/** Parameters for the log row (log-load.sql order, and applySql's log part from its first log parameter). */
 export function logParams(schema: string, table: string, received: number, batch: CollapsedBatch, tableVersion: bigint | null): unknown[] {
-  return [
-    schema,
-    table,
-    received,
-    batch.collapsed,
-    batch.rows.length,
-    batch.minSequence?.toString() ?? null,
-    batch.maxSequence?.toString() ?? null,
-    tableVersion?.toString() ?? null,
-  ];
+  return [schema, table, received, batch.collapsed, batch.minSequence?.toString() ?? null, batch.maxSequence?.toString() ?? null, tableVersion?.toString() ?? null];
+}
+
+/**
+ * activate_version V (full-table replication): every live row loaded under an older table
+ * version, or under none, is marked deleted. Runs after the batch's rows, in its transaction.
+ */
+export function activateVersionSql(schema: string, table: string): string {
+  return `UPDATE ${quoteQualified(schema, table)} SET "_deleted_at" = now()
+  WHERE "_deleted_at" IS NULL AND ("_table_version" IS NULL OR "_table_version" < $1::bigint)`;
 }

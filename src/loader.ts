@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import type pg from "pg";
-import { applySql, logParams } from "./apply.js";
+import { type ApplyCounts, activateVersionSql, applySql, logParams } from "./apply.js";
 import { type TableInfo, readTableInfo } from "./catalog.js";
 import { type CollapsedBatch, collapseBatch } from "./collapse.js";
 import { ConnectionError, RetryExhaustedError, SeqloadError, isConnectionError, isTransient, wrapPgError } from "./errors.js";
@@ -99,6 +99,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
   function remember(table: string, keyNames: string[], plan: TablePlan): void {
     const columns = new Map(plan.columns);
     for (const s of ["_sequence", "_loaded_at", "_deleted_at"]) columns.set(s, s === "_sequence" ? "bigint" : "timestamptz");
+    if (plan.hasTableVersion) columns.set("_table_version", "bigint");
     tables.set(table, { exists: true, columns, keyNames });
   }
 
@@ -128,27 +129,46 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
     });
   }
 
-  async function applyRows(client: pg.PoolClient, v: ValidatedBatch, c: CollapsedBatch, received: number): Promise<LoadResult> {
-    const base = { table: v.table, received, collapsed: c.collapsed };
-    if (c.rows.length === 0) {
-      await client.query(loadSql("log-load"), [options.schema, v.table, received, c.collapsed, 0, 0, 0, received - c.collapsed, c.minSequence?.toString() ?? null, c.maxSequence?.toString() ?? null, v.tableVersion?.toString() ?? null]);
-      return { ...base, inserted: 0, updated: 0, deleted: 0, skipped: received - c.collapsed };
+  /** Stage and apply the rows, retire older table versions, write the load log. Returns the counts. */
+  async function applyRows(client: pg.PoolClient, v: ValidatedBatch, plan: TablePlan, c: CollapsedBatch, received: number): Promise<LoadResult> {
+    const result: LoadResult = { table: v.table, received, collapsed: c.collapsed, inserted: 0, updated: 0, deleted: 0, skipped: 0 };
+    const log = logParams(options.schema, v.table, received, c, v.tableVersion);
+    // The log row rides on the apply statement unless activations must run first.
+    const logInline = c.activations.length === 0;
+    if (c.rows.length > 0) {
+      const copy = c.rows.length >= options.copyThreshold;
+      let params: unknown[] = [];
+      if (copy) {
+        await client.query(createStageSql(c));
+        await copyRows(client, STAGE_TABLE, stageColumnNames(c), c.rows, "flag");
+      } else {
+        params = arrayParams(c);
+      }
+      const tableVersionParam = v.tableVersion !== null && plan.hasTableVersion ? params.length + 1 : null;
+      if (tableVersionParam !== null) params.push(v.tableVersion?.toString());
+      params.push(c.rows.length);
+      const stagedParam = params.length;
+      const firstLogParam = logInline ? params.length + 1 : null;
+      if (logInline) params.push(...log);
+      const source = copy ? `${STAGE_TABLE} AS s` : unnestSource(c, 1);
+      const text = applySql({ schema: options.schema, table: v.table, keyNames: v.keyNames, batch: c, source, tableVersionParam, stagedParam, firstLogParam });
+      const counts = (await client.query<ApplyCounts>(text, params)).rows[0] as ApplyCounts;
+      Object.assign(result, counts);
     }
-    let text: string;
-    let params: unknown[];
-    if (c.rows.length >= options.copyThreshold) {
-      await client.query(createStageSql(c));
-      await copyRows(client, STAGE_TABLE, stageColumnNames(c), c.rows, "flag");
-      text = applySql({ schema: options.schema, table: v.table, keyNames: v.keyNames, batch: c, source: `${STAGE_TABLE} AS s`, firstLogParam: 1 });
-      params = logParams(options.schema, v.table, received, c, v.tableVersion);
+    // Messages that are not rows: activate_version. The first does the work; repeats in the same batch are superseded.
+    const nonRows = received - c.collapsed - c.rows.length;
+    if (c.activations.length > 0) {
+      const retired = await client.query(activateVersionSql(options.schema, v.table), [v.tableVersion?.toString()]);
+      result.collapsed += c.activations.length - 1;
+      if ((retired.rowCount ?? 0) > 0) result.deleted += 1;
+      else result.skipped += 1;
     } else {
-      const arrays = arrayParams(c);
-      text = applySql({ schema: options.schema, table: v.table, keyNames: v.keyNames, batch: c, source: unnestSource(c, 1), firstLogParam: arrays.length + 1 });
-      params = [...arrays, ...logParams(options.schema, v.table, received, c, v.tableVersion)];
+      result.skipped += nonRows;
     }
-    const r = await client.query<{ inserted: number; updated: number; deleted: number; skipped: number }>(text, params);
-    const counts = r.rows[0] as { inserted: number; updated: number; deleted: number; skipped: number };
-    return { ...base, inserted: counts.inserted, updated: counts.updated, deleted: counts.deleted, skipped: counts.skipped + (received - c.collapsed - c.rows.length) };
+    if (!logInline || c.rows.length === 0) {
+      await client.query(loadSql("log-load"), [...log.slice(0, 2), received, result.collapsed, ...log.slice(4), result.inserted, result.updated, result.deleted, result.skipped]);
+    }
+    return result;
   }
 
   /** First load into a table that does not exist: create it and load it in one transaction. */
@@ -158,18 +178,19 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
       const info = await tableInfo(client, v.table, true);
       if (info.exists) throw new Replan(); // another loader created it meanwhile
       const plan = planTable(v, info);
-      await client.query(createTableSql(options.schema, v.table, v.keyNames, plan.columns));
+      await client.query(createTableSql(options.schema, v.table, v.keyNames, plan));
       await client.query(loadSql("register-table"), [options.schema, v.table, v.keyNames, registryColumns(plan)]);
       const c = collapseBatch(v, plan.columns);
       let result: LoadResult;
-      if (c.rows.length >= options.copyThreshold) {
+      if (c.rows.length >= options.copyThreshold && c.activations.length === 0 && v.tableVersion === null) {
         // Nothing can conflict in a table this transaction created and still holds: COPY straight in.
         await copyRows(client, quoteQualified(options.schema, v.table), c.columns.map(quoteIdent), c.rows, "timestamp");
         const deleted = c.rows.reduce((n, r) => n + (r.isDelete ? 1 : 0), 0);
         result = { table: v.table, received, collapsed: c.collapsed, inserted: c.rows.length - deleted, updated: 0, deleted, skipped: received - c.collapsed - c.rows.length };
-        await client.query(loadSql("log-load"), [options.schema, v.table, received, c.collapsed, result.inserted, 0, deleted, result.skipped, c.minSequence?.toString() ?? null, c.maxSequence?.toString() ?? null, v.tableVersion?.toString() ?? null]);
+        const log = logParams(options.schema, v.table, received, c, v.tableVersion);
+        await client.query(loadSql("log-load"), [...log, result.inserted, 0, deleted, result.skipped]);
       } else {
-        result = await applyRows(client, v, c, received);
+        result = await applyRows(client, v, plan, c, received);
       }
       remember(v.table, v.keyNames, plan);
       return result;
@@ -187,11 +208,11 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
           plan = planTable(v, tables.get(v.table) as TableInfo);
         }
         const c = collapseBatch(v, plan.columns);
-        if (c.rows.length < options.copyThreshold) {
+        if (c.rows.length < options.copyThreshold && c.rows.length > 0 && c.activations.length === 0) {
           // One statement: atomic on its own, one round trip.
           const client = await pool.connect();
           try {
-            const r = await applyRows(client, v, c, received);
+            const r = await applyRows(client, v, plan, c, received);
             client.release();
             return r;
           } catch (e) {
@@ -199,7 +220,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
             throw e;
           }
         }
-        return await inTransaction((client) => applyRows(client, v, c, received));
+        return await inTransaction((client) => applyRows(client, v, plan, c, received));
       } catch (e) {
         const state = (e as { code?: string }).code;
         const stale = e instanceof Replan || state === "42P01" || state === "42703";

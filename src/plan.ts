@@ -14,6 +14,10 @@ export interface TablePlan {
   widen: [string, ColumnType, ColumnType][];
   /** Every column the table will have after the DDL, with its type (system columns excluded). */
   columns: Map<string, ColumnType | "other">;
+  /** The batch uses table_version and the table lacks the _table_version column. */
+  addTableVersion: boolean;
+  /** The table has (or will have) the _table_version column. */
+  hasTableVersion: boolean;
 }
 
 export const SYSTEM_COLUMN_DDL = [
@@ -22,11 +26,15 @@ export const SYSTEM_COLUMN_DDL = [
   `"_deleted_at" timestamp with time zone`,
 ];
 
+/** Only on tables loaded with table_version (full-table replication): the version a row was loaded under. */
+export const TABLE_VERSION_DDL = `"_table_version" bigint`;
+
 const SYSTEM_NAMES = new Set(["_sequence", "_loaded_at", "_deleted_at", "_table_version"]);
 
 export function planTable(batch: ValidatedBatch, info: TableInfo): TablePlan {
   if (!info.exists) {
-    return { create: true, add: [], widen: [], columns: new Map(batch.columns) };
+    const tv = batch.tableVersion !== null;
+    return { create: true, add: [], widen: [], columns: new Map(batch.columns), addTableVersion: tv, hasTableVersion: tv };
   }
   if (info.columns.get("_sequence") !== "bigint" || !info.columns.has("_loaded_at") || !info.columns.has("_deleted_at")) {
     throw new TableShapeError(
@@ -51,26 +59,31 @@ export function planTable(batch: ValidatedBatch, info: TableInfo): TablePlan {
       columns.set(name, to);
     }
   }
-  return { create: false, add, widen, columns };
+  const had = info.columns.has("_table_version");
+  const addTableVersion = !had && batch.tableVersion !== null;
+  return { create: false, add, widen, columns, addTableVersion, hasTableVersion: had || addTableVersion };
 }
 
 export function needsDdl(plan: TablePlan): boolean {
-  return plan.create || plan.add.length > 0 || plan.widen.length > 0;
+  return plan.create || plan.add.length > 0 || plan.widen.length > 0 || plan.addTableVersion;
 }
 
-export function createTableSql(schema: string, table: string, keyNames: string[], columns: Map<string, ColumnType | "other">): string {
+export function createTableSql(schema: string, table: string, keyNames: string[], plan: TablePlan): string {
+  const columns = plan.columns;
   const defs: string[] = [];
   for (const [name, type] of columns) {
     if (type === "other") continue;
     defs.push(`${quoteIdent(name)} ${COLUMN_SQL[type]}${keyNames.includes(name) ? " NOT NULL" : ""}`);
   }
   defs.push(...SYSTEM_COLUMN_DDL);
+  if (plan.hasTableVersion) defs.push(TABLE_VERSION_DDL);
   if (keyNames.length > 0) defs.push(`PRIMARY KEY (${keyNames.map(quoteIdent).join(", ")})`);
   return `CREATE TABLE ${quoteQualified(schema, table)} (\n  ${defs.join(",\n  ")}\n)`;
 }
 
 export function alterTableSql(schema: string, table: string, plan: TablePlan): string | null {
   const clauses: string[] = [];
+  if (plan.addTableVersion) clauses.push(`ADD COLUMN ${TABLE_VERSION_DDL}`);
   for (const [name, type] of plan.add) clauses.push(`ADD COLUMN ${quoteIdent(name)} ${COLUMN_SQL[type]}`);
   for (const [name, from, to] of plan.widen) {
     clauses.push(`ALTER COLUMN ${quoteIdent(name)} TYPE ${COLUMN_SQL[to]} USING ${widenUsing(quoteIdent(name), from, to)}`);
