@@ -223,7 +223,9 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
         return await inTransaction((client) => applyRows(client, v, plan, c, received));
       } catch (e) {
         const state = (e as { code?: string }).code;
-        const stale = e instanceof Replan || state === "42P01" || state === "42703";
+        // Another loader created, widened or extended the table since we cached its shape:
+        // undefined table/column, or a value type our cache thought the column had (42804).
+        const stale = e instanceof Replan || state === "42P01" || state === "42703" || state === "42804";
         if (!stale || replans >= 3) throw e;
         tables.delete(v.table); // the cached shape was stale: read the catalog again
       }

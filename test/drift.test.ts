@@ -112,4 +112,21 @@ describe.each(PATHS)("schema drift ($path path)", ({ copyThreshold }) => {
     expect(await ctx.query(`select *, xmin::text from "${t}"`)).toEqual(before);
     expect(Object.keys(await columnTypes(t))).not.toContain("added");
   });
+
+  it("a loader whose cached table shape is stale (another loader widened a column) re-reads the catalog and loads", async () => {
+    const a = await ctx.loader({ copyThreshold });
+    const b = await ctx.loader({ copyThreshold });
+    const t = uniqueTable("stale");
+    const batch = (type: object, sequence: number, id: number, v: unknown): Batch => ({ table_name: t, key_names: ["id"], schema: { properties: { id: { type: "integer" }, v: type } }, messages: [{ action: "upsert", sequence, data: { id, v } }] });
+    await a.loadBatch(batch({ type: "boolean" }, 1, 1, true)); // a caches v as boolean
+    await b.loadBatch(batch({ type: "array" }, 1, 2, [1])); // b widens v to jsonb
+    await a.loadBatch(batch({ type: "boolean" }, 1, 3, false)); // a's cache is stale: boolean[] into jsonb
+    await b.loadBatch(batch({ type: "integer" }, 1, 4, 5)); // and new columns seen by the other loader
+    expect(await ctx.query(`select id, v::text from "${t}" order by id`)).toEqual([
+      { id: "1", v: "true" },
+      { id: "2", v: "[1]" },
+      { id: "3", v: "false" },
+      { id: "4", v: "5" },
+    ]);
+  });
 });
