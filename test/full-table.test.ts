@@ -53,9 +53,9 @@ describe.each(PATHS)("full-table replication ($path path)", ({ copyThreshold }) 
 });
 
 describe("target-stitch's real request body", () => {
-  it("loads reference/target-stitch-request.json unchanged (19-digit sequences, activate_version, table_version, time_extracted, bookmark_names)", async () => {
+  it("loads the body target-stitch 4.0.4 posted (test/fixtures, a copy of reference/target-stitch-request.json) unchanged (19-digit sequences, activate_version, table_version, time_extracted, bookmark_names)", async () => {
     const loader = await ctx.loader();
-    const text = readFileSync(new URL("../../shared/reference/target-stitch-request.json", import.meta.url), "utf8");
+    const text = readFileSync(new URL("./fixtures/target-stitch-request.json", import.meta.url), "utf8");
     const batch = parseJson(text) as { table_name: string };
     const r = await loader.loadBatch(batch);
     expect(r).toEqual({ table: "customers", received: 5, collapsed: 2, inserted: 2, updated: 0, deleted: 0, skipped: 1 });
