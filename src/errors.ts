@@ -117,6 +117,7 @@ export const CONNECTION_CODES: Readonly<Record<string, string>> = {
   "08006": "connection failure",
   "08001": "unable to establish connection",
   "08004": "server rejected the connection",
+  "53300": "too many connections",
 };
 
 /** SQLSTATEs that are never retried: retrying cannot change the outcome. */

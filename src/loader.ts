@@ -19,6 +19,16 @@ import { STAGE_TABLE, arrayParams, copyRows, createStageSql, stageColumnNames, u
 import type { Batch, LoadResult } from "./types.js";
 import { type ValidatedBatch, checkBatch } from "./validate.js";
 
+/** Counters since the loader was created (for monitoring and the stress tests). */
+export interface LoaderStats {
+  /** Batches committed. */
+  batches: number;
+  /** Whole-batch retries after a deadlock, serialization failure, lock timeout or lost connection. */
+  retries: number;
+  /** Times a cached table shape was stale and the catalog was read again. */
+  replans: number;
+}
+
 export interface Loader {
   /** Validate and apply one batch atomically. */
   loadBatch(batch: Batch | unknown): Promise<LoadResult>;
@@ -28,6 +38,8 @@ export interface Loader {
   readonly pool: pg.Pool;
   /** The resolved options. */
   readonly options: Readonly<ResolvedOptions>;
+  /** Counters since creation. */
+  readonly stats: Readonly<LoaderStats>;
 }
 
 /** Advisory lock key (second int) for one table: 32 bits of SHA-256, stable across versions. */
@@ -47,6 +59,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
   // pool; without a listener that would crash the process. The pool drops the client by itself.
   pool.on("error", () => {});
   const tables = new Map<string, TableInfo>();
+  const stats: LoaderStats = { batches: 0, retries: 0, replans: 0 };
   let ready: Promise<void> | null = null;
 
   async function prepare(): Promise<void> {
@@ -227,6 +240,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
         // undefined table/column, or a value type our cache thought the column had (42804).
         const stale = e instanceof Replan || state === "42P01" || state === "42703" || state === "42804";
         if (!stale || replans >= 3) throw e;
+        stats.replans += 1;
         tables.delete(v.table); // the cached shape was stale: read the catalog again
       }
     }
@@ -240,16 +254,22 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
     const what = `loading batch into table "${v.table}"`;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await loadOnce(v, received);
+        const result = await loadOnce(v, received);
+        stats.batches += 1;
+        return result;
       } catch (e) {
         if (e instanceof SeqloadError) throw e;
-        const retryable = isTransient(e) || isConnectionError(e);
+        // A transient error rolled the batch back: always safe to run again. A lost connection may
+        // have lost the COMMIT's answer: safe to replay for keyed tables (the guard makes it a no-op),
+        // not for append-only ones, where a replay could append the rows twice.
+        const retryable = isTransient(e) || (isConnectionError(e) && v.keyNames.length > 0);
         if (!retryable) throw wrapPgError(e, what, { replaySafe: v.keyNames.length > 0 });
         if (attempt >= options.maxRetries) {
           const wrapped = wrapPgError(e, what, { replaySafe: v.keyNames.length > 0 });
           if (wrapped instanceof ConnectionError) throw wrapped;
           throw new RetryExhaustedError("RETRY_EXHAUSTED", `${wrapped.message} (gave up after ${attempt + 1} attempts)`, (e as { code?: string }).code, e, true);
         }
+        stats.retries += 1;
         // Bounded exponential backoff with full jitter.
         await sleep(Math.random() * Math.min(2000, 25 * 2 ** attempt));
       }
@@ -260,6 +280,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
     loadBatch,
     pool,
     options,
+    stats,
     async close() {
       if (owned) await pool.end();
     },

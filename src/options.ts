@@ -20,6 +20,8 @@ export interface LoaderOptions {
   copyThreshold?: number;
   /** Size of the pool seqload creates from connectionString. Default 4. */
   poolSize?: number;
+  /** statement_timeout (ms) on the connections of the pool seqload creates; 0 = none. Default 0. */
+  statementTimeoutMs?: number;
 }
 
 export interface ResolvedOptions {
@@ -59,7 +61,11 @@ export function makePool(input: LoaderOptions): { pool: pg.Pool; owned: boolean 
   if (input.connectionString === undefined || input.connectionString === "") {
     throw new ConfigurationError("createLoader needs connectionString or pool");
   }
-  const pool = new pg.Pool({ connectionString: input.connectionString, max: input.poolSize ?? 4 });
+  const pool = new pg.Pool({
+    connectionString: input.connectionString,
+    max: input.poolSize ?? 4,
+    ...(input.statementTimeoutMs ? { statement_timeout: input.statementTimeoutMs } : {}),
+  });
   return { pool, owned: true };
 }
 
