@@ -12,7 +12,7 @@ import { type CollapsedBatch, collapseBatch } from "./collapse.js";
 import { ConnectionError, RetryExhaustedError, SeqloadError, isConnectionError, isTransient, wrapPgError } from "./errors.js";
 import { quoteIdent, quoteQualified } from "./identifiers.js";
 import { LOCK_NAMESPACE, isUpToDate, migrateUp } from "./migrate.js";
-import { type LoaderOptions, type ResolvedOptions, makePool, resolveOptions } from "./options.js";
+import { type LoaderOptions, type ResolvedOptions, checkout, makePool, resolveOptions } from "./options.js";
 import { type TablePlan, alterTableSql, createTableSql, needsDdl, planTable } from "./plan.js";
 import { loadSql } from "./sql.js";
 import { STAGE_TABLE, arrayParams, copyRows, createStageSql, stageColumnNames, unnestSource } from "./stage.js";
@@ -79,7 +79,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
   }
 
   async function inTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await pool.connect();
+    const client = await checkout(pool);
     try {
       await client.query("BEGIN");
       const result = await fn(client);
@@ -223,7 +223,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
         const c = collapseBatch(v, plan.columns);
         if (c.rows.length < options.copyThreshold && c.rows.length > 0 && c.activations.length === 0) {
           // One statement: atomic on its own, one round trip.
-          const client = await pool.connect();
+          const client = await checkout(pool);
           try {
             const r = await applyRows(client, v, plan, c, received);
             client.release();

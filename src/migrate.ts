@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type pg from "pg";
 import { Umzug, type UmzugStorage } from "umzug";
+import { checkout } from "./options.js";
 import { MIGRATIONS_DIR } from "./sql.js";
 
 /** Advisory lock namespace for seqload (first int of the two-int form); second int 0 = migrations. */
@@ -88,7 +89,7 @@ function umzugFor(client: Ctx, log: (line: string) => void) {
 }
 
 async function withMigrationLock<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+  const client = await checkout(pool);
   let broken: Error | undefined;
   try {
     await client.query("SELECT pg_advisory_lock($1, 0)", [LOCK_NAMESPACE]);
@@ -124,7 +125,7 @@ export async function migrateDown(pool: pg.Pool, opts: { all?: boolean } = {}, l
 }
 
 export async function migrationStatus(pool: pg.Pool): Promise<MigrationStatus> {
-  const client = await pool.connect();
+  const client = await checkout(pool);
   try {
     const has = await client.query<{ ok: boolean }>("SELECT to_regclass('seqload.migrations') IS NOT NULL AS ok");
     const all = migrations().map((m) => m.name);

@@ -79,3 +79,19 @@ export function redactUrl(url: string): string {
     return url.replace(/:\/\/([^:/@]+):[^@]*@/, "://$1:***@");
   }
 }
+
+const guarded = new WeakSet<pg.PoolClient>();
+
+/**
+ * pool.connect() with an 'error' listener on the client: pg's pool stops listening once a client
+ * is checked out, and a terminated backend then emits 'error' with nobody listening, which crashes
+ * the process. The failure still reaches us through the query's rejected promise.
+ */
+export async function checkout(pool: pg.Pool): Promise<pg.PoolClient> {
+  const client = await pool.connect();
+  if (!guarded.has(client)) {
+    guarded.add(client);
+    client.on("error", () => {});
+  }
+  return client;
+}
