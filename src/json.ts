@@ -1,6 +1,7 @@
 /**
  * Lossless JSON text parsing for the CLI and the HTTP server. JSON.parse turns every number into
- * a double: 19-digit sequences and long decimals would be silently rounded. Numbers that a double
+ * a double: 19-digit sequences and long decimals would be silently rounded, and it keeps the last
+ * of duplicated keys without a word. Numbers that a double
  * holds exactly stay plain numbers; longer integers become bigint and longer decimals become
  * lossless-json LosslessNumbers, which the loader writes digit for digit.
  */
@@ -36,14 +37,10 @@ export function parseNumberToken(token: string): number | bigint | LosslessNumbe
   return new LosslessNumber(token);
 }
 
-// A run of 16+ digits/dots anywhere means some number might not fit a double; only then pay for
-// the slower lossless parser. (Digits inside strings can trigger it too; that is merely slower.)
-const LONG_NUMBER = /[\d.]{16,}/;
-
-/** Parse JSON text without losing a digit. Throws SyntaxError with a position on malformed input. */
+/**
+ * Parse JSON text without losing a digit. Throws SyntaxError with a position on malformed input,
+ * and on a duplicated key in one object (JSON.parse would silently keep the last one).
+ */
 export function parseJson(text: string): unknown {
-  if (!LONG_NUMBER.test(text)) {
-    return JSON.parse(text);
-  }
   return losslessParse(text, undefined, parseNumberToken);
 }

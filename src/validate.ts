@@ -113,9 +113,8 @@ function toPlainNumbers(v: unknown): unknown {
   if (isLosslessNumber(v)) return Number(v.value);
   if (typeof v !== "object" || v === null) return v;
   if (Array.isArray(v)) return v.map(toPlainNumbers);
-  const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(v)) out[k] = toPlainNumbers(x);
-  return out;
+  // fromEntries defines own properties: a "__proto__" key stays data, never a prototype.
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, toPlainNumbers(x)]));
 }
 
 function describeAjvError(e: ErrorObject): string {
