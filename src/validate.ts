@@ -44,6 +44,10 @@ const ALLOWED_TOP_LEVEL = new Set(["table_name", "key_names", "schema", "message
 const ALLOWED_MESSAGE_FIELDS = new Set(["action", "sequence", "data", "time_extracted"]);
 const ACTIONS = new Set<string>(["upsert", "delete", "activate_version"]);
 const SYSTEM = new Set<string>(SYSTEM_COLUMNS);
+/** PostgreSQL's hard limit on columns per table. */
+const MAX_COLUMNS = 1600;
+/** Deeper JSON than this is refused: PostgreSQL's jsonb parser would hit its stack depth limit. */
+export const MAX_JSON_DEPTH = 1000;
 
 export interface ValidateOptions {
   /** Stop collecting after this many problems (default 1000). */
@@ -189,6 +193,10 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
         columns.set(name, r.type);
       }
     }
+  }
+  if (columns.size + SYSTEM_COLUMNS.length > MAX_COLUMNS) {
+    problem(null, "/schema/properties", `the schema has ${columns.size} typed properties; a PostgreSQL table holds at most ${MAX_COLUMNS} columns including seqload's ${SYSTEM_COLUMNS.length}`);
+    schemaOk = false;
   }
   let validateData: ValidateFunction | null = null;
   if (schemaOk) {
@@ -337,6 +345,10 @@ function checkValues(
           problem(index, `${base}${pointer(name)}`, `cannot be serialised as JSON: ${(e as Error).message}`);
           continue;
         }
+        if (text.length > 2 * MAX_JSON_DEPTH && jsonDepthExceeds(v, MAX_JSON_DEPTH)) {
+          problem(index, `${base}${pointer(name)}`, `is nested more than ${MAX_JSON_DEPTH} levels deep`);
+          continue;
+        }
         if (text.includes("\\u0000")) problem(index, `${base}${pointer(name)}`, "contains U+0000 (NUL), which PostgreSQL jsonb cannot store");
         if (/\b(NaN|Infinity)\b/.test(text) && containsNonFinite(v)) problem(index, `${base}${pointer(name)}`, "contains NaN or Infinity, which are not JSON numbers");
       }
@@ -355,6 +367,18 @@ function checkValues(
       columns.set(name, "numeric");
     }
   }
+}
+
+/** Iterative, so that a hostile depth cannot overflow the stack here. */
+function jsonDepthExceeds(root: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[root, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop() as [unknown, number];
+    if (typeof v !== "object" || v === null) continue;
+    if (depth > limit) return true;
+    for (const x of Object.values(v)) if (typeof x === "object" && x !== null) stack.push([x, depth + 1]);
+  }
+  return false;
 }
 
 function containsNonFinite(v: unknown): boolean {
