@@ -1,6 +1,6 @@
 // Schema drift: new columns, the widening lattice with values already stored, and key changes.
 import { describe, expect, it } from "vitest";
-import { type Batch, KeyMismatchError } from "../src/index.js";
+import { type Batch, type JsonSchema, KeyMismatchError } from "../src/index.js";
 import { parseJson } from "../src/json.js";
 import { PATHS, uniqueTable, useDatabase } from "./helpers/context.js";
 
@@ -38,7 +38,7 @@ describe.each(PATHS)("schema drift ($path path)", ({ copyThreshold }) => {
   });
 
   // Every edge of the lattice, with values already in the table when the column widens.
-  const edges: { name: string; from: object; first: unknown; to: object; second: unknown; type: string; expected: [unknown, unknown] }[] = [
+  const edges: { name: string; from: JsonSchema; first: unknown; to: JsonSchema; second: unknown; type: string; expected: [unknown, unknown] }[] = [
     { name: "integer → number", from: { type: "integer" }, first: 15, to: { type: "number" }, second: 15.5, type: "numeric", expected: ["15", "15.5"] },
     { name: "big integer → number", from: { type: "integer" }, first: 9007199254740993n, to: { type: "number" }, second: 0.1, type: "numeric", expected: ["9007199254740993", "0.1"] },
     { name: "integer → string", from: { type: "integer" }, first: -42, to: { type: "string" }, second: "x", type: "text", expected: ["-42", "x"] },
@@ -58,7 +58,7 @@ describe.each(PATHS)("schema drift ($path path)", ({ copyThreshold }) => {
     it(`widens ${e.name} to ${e.type}, converting stored values losslessly`, async () => {
       const loader = await ctx.loader({ copyThreshold });
       const t = uniqueTable("widen");
-      const batch = (schema: object, sequence: number, id: number, v: unknown): Batch => ({
+      const batch = (schema: JsonSchema, sequence: number, id: number, v: unknown): Batch => ({
         table_name: t,
         key_names: ["id"],
         schema: { properties: { id: { type: "integer" }, v: schema } },
@@ -77,7 +77,7 @@ describe.each(PATHS)("schema drift ($path path)", ({ copyThreshold }) => {
   it("a column never narrows: a later narrower schema keeps the wide column and stores values exactly", async () => {
     const loader = await ctx.loader({ copyThreshold });
     const t = uniqueTable("nonarrow");
-    const b = (type: object, sequence: number, id: number, v: unknown): Batch => ({ table_name: t, key_names: ["id"], schema: { properties: { id: { type: "integer" }, v: type } }, messages: [{ action: "upsert", sequence, data: { id, v } }] });
+    const b = (type: JsonSchema, sequence: number, id: number, v: unknown): Batch => ({ table_name: t, key_names: ["id"], schema: { properties: { id: { type: "integer" }, v: type } }, messages: [{ action: "upsert", sequence, data: { id, v } }] });
     await loader.loadBatch(b({ type: "number" }, 1, 1, 2.5));
     await loader.loadBatch(b({ type: "integer" }, 1, 2, 3));
     expect((await columnTypes(t)).v).toBe("numeric");
@@ -117,7 +117,7 @@ describe.each(PATHS)("schema drift ($path path)", ({ copyThreshold }) => {
     const a = await ctx.loader({ copyThreshold });
     const b = await ctx.loader({ copyThreshold });
     const t = uniqueTable("stale");
-    const batch = (type: object, sequence: number, id: number, v: unknown): Batch => ({ table_name: t, key_names: ["id"], schema: { properties: { id: { type: "integer" }, v: type } }, messages: [{ action: "upsert", sequence, data: { id, v } }] });
+    const batch = (type: JsonSchema, sequence: number, id: number, v: unknown): Batch => ({ table_name: t, key_names: ["id"], schema: { properties: { id: { type: "integer" }, v: type } }, messages: [{ action: "upsert", sequence, data: { id, v } }] });
     await a.loadBatch(batch({ type: "boolean" }, 1, 1, true)); // a caches v as boolean
     await b.loadBatch(batch({ type: "array" }, 1, 2, [1])); // b widens v to jsonb
     await a.loadBatch(batch({ type: "boolean" }, 1, 3, false)); // a's cache is stale: boolean[] into jsonb
