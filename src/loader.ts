@@ -165,7 +165,10 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
       if (logInline) params.push(...log);
       const source = copy ? `${STAGE_TABLE} AS s` : unnestSource(c, 1);
       const text = applySql({ schema: options.schema, table: v.table, keyNames: v.keyNames, batch: c, source, tableVersionParam, stagedParam, firstLogParam });
-      const counts = (await client.query<ApplyCounts>(text, params)).rows[0] as ApplyCounts;
+      // The array-parameter statement's text depends only on the table's shape, so it is prepared
+      // once per connection (named) and only executed afterwards: no parse or plan per batch.
+      const query = copy ? { text, values: params } : { name: `seqload_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`, text, values: params };
+      const counts = (await client.query<ApplyCounts>(query)).rows[0] as ApplyCounts;
       Object.assign(result, counts);
     }
     // Messages that are not rows: activate_version. The first does the work; repeats in the same batch are superseded.
