@@ -80,7 +80,15 @@ SELECT inserted, updated, deleted, skipped FROM c`;
 
 /** Parameters for the log row (log-load.sql order, and applySql's log part from its first log parameter). */
 export function logParams(schema: string, table: string, received: number, batch: CollapsedBatch, tableVersion: bigint | null): unknown[] {
-  return [schema, table, received, batch.collapsed, batch.minSequence?.toString() ?? null, batch.maxSequence?.toString() ?? null, tableVersion?.toString() ?? null];
+  return [
+    schema,
+    table,
+    received,
+    batch.collapsed,
+    batch.minSequence?.toString() ?? null,
+    batch.maxSequence?.toString() ?? null,
+    tableVersion?.toString() ?? null,
+  ];
 }
 
 /**

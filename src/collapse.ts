@@ -57,7 +57,8 @@ export function collapseBatch(batch: ValidatedBatch, tableColumns: Map<string, C
     const cells = new Array<string | null>(columns.length);
     for (let i = 0; i < columns.length; i++) {
       // A delete carries the key; the row's other columns are kept by the apply step.
-      cells[i] = isDelete && !batch.keyNames.includes(columns[i] as string) ? null : encodeValue(data[columns[i] as string], types[i] as ColumnType);
+      cells[i] =
+        isDelete && !batch.keyNames.includes(columns[i] as string) ? null : encodeValue(data[columns[i] as string], types[i] as ColumnType);
     }
     const row: StagedRow = { cells, sequence: m.sequence, isDelete };
     if (keyPositions.length === 0) {

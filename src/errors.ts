@@ -180,14 +180,38 @@ export function wrapPgError(e: unknown, what: string, opts: { replaySafe?: boole
     );
   }
   if (state !== undefined && TRANSIENT_CODES[state] !== undefined) {
-    return new DatabaseError("TRANSIENT", `${what}: ${TRANSIENT_CODES[state]}: ${pg.message}${detail}; the batch was rolled back and can be loaded again`, state, e, true);
+    return new DatabaseError(
+      "TRANSIENT",
+      `${what}: ${TRANSIENT_CODES[state]}: ${pg.message}${detail}; the batch was rolled back and can be loaded again`,
+      state,
+      e,
+      true,
+    );
   }
   if (state === "57014") {
-    return new DatabaseError("TIMEOUT", `${what}: statement cancelled (statement_timeout or cancel): ${pg.message}; the batch was rolled back and can be loaded again`, state, e, true);
+    return new DatabaseError(
+      "TIMEOUT",
+      `${what}: statement cancelled (statement_timeout or cancel): ${pg.message}; the batch was rolled back and can be loaded again`,
+      state,
+      e,
+      true,
+    );
   }
   if (state === "21000") {
-    return new DatabaseError("INTERNAL", `${what}: ${pg.message}. This is a seqload bug (in-batch collapse missed a duplicate key); please report it. The batch was rolled back.`, state, e, false);
+    return new DatabaseError(
+      "INTERNAL",
+      `${what}: ${pg.message}. This is a seqload bug (in-batch collapse missed a duplicate key); please report it. The batch was rolled back.`,
+      state,
+      e,
+      false,
+    );
   }
   const gloss = state !== undefined && PERMANENT_CODES[state] !== undefined ? ` [${PERMANENT_CODES[state]}]` : "";
-  return new DatabaseError("DATABASE_ERROR", `${what}: ${pg.message}${detail}${gloss} (SQLSTATE ${state ?? "none"}); the batch was rolled back`, state, e, false);
+  return new DatabaseError(
+    "DATABASE_ERROR",
+    `${what}: ${pg.message}${detail}${gloss} (SQLSTATE ${state ?? "none"}); the batch was rolled back`,
+    state,
+    e,
+    false,
+  );
 }

@@ -143,7 +143,13 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
   }
 
   /** Stage and apply the rows, retire older table versions, write the load log. Returns the counts. */
-  async function applyRows(client: pg.PoolClient, v: ValidatedBatch, plan: TablePlan, c: CollapsedBatch, received: number): Promise<LoadResult> {
+  async function applyRows(
+    client: pg.PoolClient,
+    v: ValidatedBatch,
+    plan: TablePlan,
+    c: CollapsedBatch,
+    received: number,
+  ): Promise<LoadResult> {
     const result: LoadResult = { table: v.table, received, collapsed: c.collapsed, inserted: 0, updated: 0, deleted: 0, skipped: 0 };
     const log = logParams(options.schema, v.table, received, c, v.tableVersion);
     // The log row rides on the apply statement unless activations must run first.
@@ -164,10 +170,21 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
       const firstLogParam = logInline ? params.length + 1 : null;
       if (logInline) params.push(...log);
       const source = copy ? `${STAGE_TABLE} AS s` : unnestSource(c, 1);
-      const text = applySql({ schema: options.schema, table: v.table, keyNames: v.keyNames, batch: c, source, tableVersionParam, stagedParam, firstLogParam });
+      const text = applySql({
+        schema: options.schema,
+        table: v.table,
+        keyNames: v.keyNames,
+        batch: c,
+        source,
+        tableVersionParam,
+        stagedParam,
+        firstLogParam,
+      });
       // The array-parameter statement's text depends only on the table's shape, so it is prepared
       // once per connection (named) and only executed afterwards: no parse or plan per batch.
-      const query = copy ? { text, values: params } : { name: `seqload_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`, text, values: params };
+      const query = copy
+        ? { text, values: params }
+        : { name: `seqload_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`, text, values: params };
       const counts = (await client.query<ApplyCounts>(query)).rows[0] as ApplyCounts;
       Object.assign(result, counts);
     }
@@ -182,7 +199,16 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
       result.skipped += nonRows;
     }
     if (!logInline || c.rows.length === 0) {
-      await client.query(loadSql("log-load"), [...log.slice(0, 2), received, result.collapsed, ...log.slice(4), result.inserted, result.updated, result.deleted, result.skipped]);
+      await client.query(loadSql("log-load"), [
+        ...log.slice(0, 2),
+        received,
+        result.collapsed,
+        ...log.slice(4),
+        result.inserted,
+        result.updated,
+        result.deleted,
+        result.skipped,
+      ]);
     }
     return result;
   }
@@ -202,7 +228,15 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
         // Nothing can conflict in a table this transaction created and still holds: COPY straight in.
         await copyRows(client, quoteQualified(options.schema, v.table), c.columns.map(quoteIdent), c.rows, "timestamp");
         const deleted = c.rows.reduce((n, r) => n + (r.isDelete ? 1 : 0), 0);
-        result = { table: v.table, received, collapsed: c.collapsed, inserted: c.rows.length - deleted, updated: 0, deleted, skipped: received - c.collapsed - c.rows.length };
+        result = {
+          table: v.table,
+          received,
+          collapsed: c.collapsed,
+          inserted: c.rows.length - deleted,
+          updated: 0,
+          deleted,
+          skipped: received - c.collapsed - c.rows.length,
+        };
         const log = logParams(options.schema, v.table, received, c, v.tableVersion);
         await client.query(loadSql("log-load"), [...log, result.inserted, 0, deleted, result.skipped]);
       } else {
@@ -270,7 +304,13 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
         if (attempt >= options.maxRetries) {
           const wrapped = wrapPgError(e, what, { replaySafe: v.keyNames.length > 0 });
           if (wrapped instanceof ConnectionError) throw wrapped;
-          throw new RetryExhaustedError("RETRY_EXHAUSTED", `${wrapped.message} (gave up after ${attempt + 1} attempts)`, (e as { code?: string }).code, e, true);
+          throw new RetryExhaustedError(
+            "RETRY_EXHAUSTED",
+            `${wrapped.message} (gave up after ${attempt + 1} attempts)`,
+            (e as { code?: string }).code,
+            e,
+            true,
+          );
         }
         stats.retries += 1;
         // Bounded exponential backoff with full jitter.

@@ -34,7 +34,9 @@ const storage: UmzugStorage<Ctx> = {
 };
 
 function migrations() {
-  const files = readdirSync(MIGRATIONS_DIR).filter((f) => f.endsWith(".up.sql")).sort();
+  const files = readdirSync(MIGRATIONS_DIR)
+    .filter((f) => f.endsWith(".up.sql"))
+    .sort();
   return files.map((file) => {
     const name = file.slice(0, -".up.sql".length);
     const upSql = readFileSync(join(MIGRATIONS_DIR, file), "utf8");
@@ -47,7 +49,8 @@ function migrations() {
     return {
       name,
       // Each migration and its log row commit together, or not at all.
-      up: async ({ context }: { context: Ctx }) => runInTransaction(context, upSql, "INSERT INTO seqload.migrations (name) VALUES ($1)", name),
+      up: async ({ context }: { context: Ctx }) =>
+        runInTransaction(context, upSql, "INSERT INTO seqload.migrations (name) VALUES ($1)", name),
       down: async ({ context }: { context: Ctx }) => {
         if (downSql === null) throw new Error(`migration ${name} has no down file`);
         await runInTransaction(context, downSql, "DELETE FROM seqload.migrations WHERE name = $1", name);
@@ -95,7 +98,9 @@ async function withMigrationLock<T>(pool: pg.Pool, fn: (client: pg.PoolClient) =
     await client.query("SELECT pg_advisory_lock($1, 0)", [LOCK_NAMESPACE]);
     try {
       await client.query("CREATE SCHEMA IF NOT EXISTS seqload");
-      await client.query("CREATE TABLE IF NOT EXISTS seqload.migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
+      await client.query(
+        "CREATE TABLE IF NOT EXISTS seqload.migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+      );
       return await fn(client);
     } finally {
       await client.query("SELECT pg_advisory_unlock($1, 0)", [LOCK_NAMESPACE]);

@@ -23,7 +23,8 @@ export function parseSequence(value: unknown): bigint | string {
     n = BigInt(value);
   } else if (typeof value === "string" || isLosslessNumber(value)) {
     const text = typeof value === "string" ? value.trim() : value.value;
-    if (!DECIMAL_INTEGER.test(text)) return `must be a decimal integer, got ${JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text)}`;
+    if (!DECIMAL_INTEGER.test(text))
+      return `must be a decimal integer, got ${JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text)}`;
     n = BigInt(text);
   } else if (value === undefined) {
     return "is missing";

@@ -65,7 +65,8 @@ export function pointer(...parts: (string | number)[]): string {
 // validator does not enforce formats; seqload checks date-time/date itself where they become
 // typed columns. multipleOfPrecision avoids false rejections such as 1.275888 vs 1e-5.
 // ajv-draft-04 is CommonJS with a default export; under NodeNext ESM the class sits on .default.
-const AjvDraft04 = ((AjvDraft04Module as unknown as { default?: typeof AjvDraft04Module }).default ?? AjvDraft04Module) as unknown as typeof AjvDraft04Module.default;
+const AjvDraft04 = ((AjvDraft04Module as unknown as { default?: typeof AjvDraft04Module }).default ??
+  AjvDraft04Module) as unknown as typeof AjvDraft04Module.default;
 const ajv = new AjvDraft04({
   allErrors: true,
   strict: false,
@@ -146,11 +147,18 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
   };
 
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
-    throw new BatchValidationError([{ index: null, path: "", message: `a batch must be a JSON object, got ${Array.isArray(input) ? "an array" : input === null ? "null" : typeof input}` }]);
+    throw new BatchValidationError([
+      {
+        index: null,
+        path: "",
+        message: `a batch must be a JSON object, got ${Array.isArray(input) ? "an array" : input === null ? "null" : typeof input}`,
+      },
+    ]);
   }
   const batch = input as Record<string, unknown>;
   for (const key of Object.keys(batch)) {
-    if (!ALLOWED_TOP_LEVEL.has(key)) problem(null, pointer(key), `unknown field ${JSON.stringify(key)} (allowed: ${[...ALLOWED_TOP_LEVEL].join(", ")})`);
+    if (!ALLOWED_TOP_LEVEL.has(key))
+      problem(null, pointer(key), `unknown field ${JSON.stringify(key)} (allowed: ${[...ALLOWED_TOP_LEVEL].join(", ")})`);
   }
 
   const tableName = batch.table_name;
@@ -166,7 +174,11 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
   let propertiesOk = false;
   if (typeof schema !== "object" || schema === null || Array.isArray(schema)) {
     problem(null, "/schema", schema === undefined ? "schema is required" : "schema must be a JSON Schema object");
-  } else if (typeof (schema as JsonSchema).properties !== "object" || (schema as JsonSchema).properties === null || Array.isArray((schema as JsonSchema).properties)) {
+  } else if (
+    typeof (schema as JsonSchema).properties !== "object" ||
+    (schema as JsonSchema).properties === null ||
+    Array.isArray((schema as JsonSchema).properties)
+  ) {
     problem(null, "/schema/properties", "schema.properties is required and must be an object (one entry per column)");
   } else {
     schemaOk = true;
@@ -181,7 +193,11 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
         continue;
       }
       if (SYSTEM.has(name)) {
-        problem(null, path, `property ${JSON.stringify(name)} collides with a seqload system column (${SYSTEM_COLUMNS.join(", ")}); rename it`);
+        problem(
+          null,
+          path,
+          `property ${JSON.stringify(name)} collides with a seqload system column (${SYSTEM_COLUMNS.join(", ")}); rename it`,
+        );
         schemaOk = false;
         continue;
       }
@@ -195,7 +211,11 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
     }
   }
   if (columns.size + SYSTEM_COLUMNS.length > MAX_COLUMNS) {
-    problem(null, "/schema/properties", `the schema has ${columns.size} typed properties; a PostgreSQL table holds at most ${MAX_COLUMNS} columns including seqload's ${SYSTEM_COLUMNS.length}`);
+    problem(
+      null,
+      "/schema/properties",
+      `the schema has ${columns.size} typed properties; a PostgreSQL table holds at most ${MAX_COLUMNS} columns including seqload's ${SYSTEM_COLUMNS.length}`,
+    );
     schemaOk = false;
   }
   let validateData: ValidateFunction | null = null;
@@ -218,10 +238,22 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
       keyNames.forEach((k, i) => {
         if (seen.has(k)) problem(null, pointer("key_names", i), `key ${JSON.stringify(k)} is listed twice`);
         seen.add(k);
-        if (propertiesOk && !Object.hasOwn(properties, k)) problem(null, pointer("key_names", i), `key ${JSON.stringify(k)} is not a property of schema.properties`);
+        if (propertiesOk && !Object.hasOwn(properties, k))
+          problem(null, pointer("key_names", i), `key ${JSON.stringify(k)} is not a property of schema.properties`);
         const t = columns.get(k);
-        if (t === "jsonb") problem(null, pointer("schema", "properties", k), `key ${JSON.stringify(k)} must be a scalar (integer, number, string, boolean, date-time or date), not an object, array or untyped value`);
-        if (propertiesOk && Object.hasOwn(properties, k) && t === undefined && !issues.some((i) => i.path === pointer("schema", "properties", k))) problem(null, pointer("schema", "properties", k), `key ${JSON.stringify(k)} can only be null; a key needs a non-null type`);
+        if (t === "jsonb")
+          problem(
+            null,
+            pointer("schema", "properties", k),
+            `key ${JSON.stringify(k)} must be a scalar (integer, number, string, boolean, date-time or date), not an object, array or untyped value`,
+          );
+        if (
+          propertiesOk &&
+          Object.hasOwn(properties, k) &&
+          t === undefined &&
+          !issues.some((i) => i.path === pointer("schema", "properties", k))
+        )
+          problem(null, pointer("schema", "properties", k), `key ${JSON.stringify(k)} can only be null; a key needs a non-null type`);
       });
     }
   }
@@ -233,7 +265,8 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
     if (typeof v === "string") problem(null, "/table_version", `table_version ${v}`);
     else tableVersion = v;
   }
-  if (batch.bookmark_names !== undefined && !Array.isArray(batch.bookmark_names)) problem(null, "/bookmark_names", "bookmark_names must be an array");
+  if (batch.bookmark_names !== undefined && !Array.isArray(batch.bookmark_names))
+    problem(null, "/bookmark_names", "bookmark_names must be an array");
 
   // Messages.
   const messages: ValidatedMessage[] = [];
@@ -265,7 +298,13 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
       }
       const action = msg.action;
       if (typeof action !== "string" || !ACTIONS.has(action)) {
-        problem(index, `${base}/action`, action === undefined ? "action is missing" : `unknown action ${JSON.stringify(action)} (expected "upsert", "delete" or "activate_version")`);
+        problem(
+          index,
+          `${base}/action`,
+          action === undefined
+            ? "action is missing"
+            : `unknown action ${JSON.stringify(action)} (expected "upsert", "delete" or "activate_version")`,
+        );
       }
       const seq = parseSequence(msg.sequence);
       if (typeof seq === "string") problem(index, `${base}/sequence`, `sequence ${seq}`);
@@ -286,7 +325,8 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
       }
       for (const k of keyNames) {
         const v = record[k];
-        if (v === undefined || v === null) problem(index, `${base}/data${pointer(k)}`, `key property ${JSON.stringify(k)} is ${v === null ? "null" : "missing"}`);
+        if (v === undefined || v === null)
+          problem(index, `${base}/data${pointer(k)}`, `key property ${JSON.stringify(k)} is ${v === null ? "null" : "missing"}`);
       }
       // Values Ajv cannot judge: non-finite numbers, NUL in text, date-time/date syntax, int64 range.
       checkValues(record, index, `${base}/data`, problem, columns, dateColumns, intColumns, action === "delete" ? new Set(keyNames) : null);
@@ -296,7 +336,8 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
           if (v === undefined || v === null) continue;
           const check = compileProperty(properties[k]);
           if (check !== null && !check(hasExoticNumbers(v) ? toPlainNumbers(v) : v)) {
-            for (const e of check.errors ?? []) problem(index, `${base}/data${pointer(k)}${e.instancePath}`, `does not conform to the schema: ${describeAjvError(e)}`);
+            for (const e of check.errors ?? [])
+              problem(index, `${base}/data${pointer(k)}${e.instancePath}`, `does not conform to the schema: ${describeAjvError(e)}`);
           }
         }
       }
@@ -349,8 +390,10 @@ function checkValues(
           problem(index, `${base}${pointer(name)}`, `is nested more than ${MAX_JSON_DEPTH} levels deep`);
           continue;
         }
-        if (text.includes("\\u0000")) problem(index, `${base}${pointer(name)}`, "contains U+0000 (NUL), which PostgreSQL jsonb cannot store");
-        if (/\b(NaN|Infinity)\b/.test(text) && containsNonFinite(v)) problem(index, `${base}${pointer(name)}`, "contains NaN or Infinity, which are not JSON numbers");
+        if (text.includes("\\u0000"))
+          problem(index, `${base}${pointer(name)}`, "contains U+0000 (NUL), which PostgreSQL jsonb cannot store");
+        if (/\b(NaN|Infinity)\b/.test(text) && containsNonFinite(v))
+          problem(index, `${base}${pointer(name)}`, "contains NaN or Infinity, which are not JSON numbers");
       }
     }
   }

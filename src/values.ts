@@ -60,7 +60,8 @@ function validYmd(y: number, m: number, d: number): boolean {
 /** A description of what is wrong with a date-time string, or null. */
 export function dateTimeProblem(s: string): string | null {
   const m = DATE_TIME.exec(s);
-  if (m === null) return `${JSON.stringify(s.length > 60 ? `${s.slice(0, 60)}…` : s)} is not an ISO 8601 date-time (e.g. 2019-11-26T22:29:16Z)`;
+  if (m === null)
+    return `${JSON.stringify(s.length > 60 ? `${s.slice(0, 60)}…` : s)} is not an ISO 8601 date-time (e.g. 2019-11-26T22:29:16Z)`;
   const [, y, mo, d, h, mi, sec, , off] = m;
   if (!validYmd(Number(y), Number(mo), Number(d))) return `${JSON.stringify(s)} is not a valid calendar date`;
   if (Number(h) > 24 || Number(mi) > 59 || Number(sec ?? 0) > 60) return `${JSON.stringify(s)} has an invalid time of day`;

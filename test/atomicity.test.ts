@@ -17,7 +17,13 @@ describe.each(PATHS)("atomicity ($path path)", ({ copyThreshold }) => {
       begin if new.name = 'boom' then raise exception 'forced failure for %', new.id; end if; return new; end $$`);
     await ctx.query(`create trigger boom before insert or update on "${t}" for each row execute function "${t}_boom"()`);
     const before = await ctx.query(`select *, xmin::text from "${t}" order by id`);
-    const messages = [up(1, 2, "updated"), up(3, 2, "new"), ...Array.from({ length: 50 }, (_, i) => up(10 + i, 2, `row${i}`)), up(2, 2, "boom"), up(99, 2, "last")];
+    const messages = [
+      up(1, 2, "updated"),
+      up(3, 2, "new"),
+      ...Array.from({ length: 50 }, (_, i) => up(10 + i, 2, `row${i}`)),
+      up(2, 2, "boom"),
+      up(99, 2, "last"),
+    ];
     const err = await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DatabaseError);
     expect((err as DatabaseError).message).toMatch(/forced failure for 2.*rolled back/s);

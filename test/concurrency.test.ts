@@ -12,21 +12,27 @@ const schema = { properties: { id: { type: "integer" }, v: { type: ["null", "str
 /** Deterministic version content: the same (key, sequence) always carries the same action and value. */
 function message(id: number, seq: bigint) {
   const h = Number((BigInt(id) * 2654435761n + seq * 40503n) % 97n);
-  return h % 5 === 0 ? { action: "delete", sequence: seq.toString(), data: { id } } : { action: "upsert", sequence: seq.toString(), data: { id, v: `${id}@${seq}` } };
+  return h % 5 === 0
+    ? { action: "delete", sequence: seq.toString(), data: { id } }
+    : { action: "upsert", sequence: seq.toString(), data: { id, v: `${id}@${seq}` } };
 }
 
 /** Expected final state: per key the highest sequence; its content is deterministic (see message()). */
 function expectedState(all: { id: number; seq: bigint }[]) {
   const best = new Map<number, bigint>();
   for (const m of all) if (!best.has(m.id) || m.seq > (best.get(m.id) as bigint)) best.set(m.id, m.seq);
-  return [...best.entries()].sort(([a], [b]) => a - b).map(([id, seq]) => {
-    const m = message(id, seq);
-    return { id: String(id), seq: seq.toString(), deleted: m.action === "delete", v: m.action === "delete" ? undefined : `${id}@${seq}` };
-  });
+  return [...best.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([id, seq]) => {
+      const m = message(id, seq);
+      return { id: String(id), seq: seq.toString(), deleted: m.action === "delete", v: m.action === "delete" ? undefined : `${id}@${seq}` };
+    });
 }
 
 async function readState(table: string) {
-  const rows = await ctx.query<{ id: string; seq: string; deleted: boolean; v: string | null }>(`select id, _sequence::text as seq, _deleted_at is not null as deleted, v from "${table}" order by id`);
+  const rows = await ctx.query<{ id: string; seq: string; deleted: boolean; v: string | null }>(
+    `select id, _sequence::text as seq, _deleted_at is not null as deleted, v from "${table}" order by id`,
+  );
   // A tombstone keeps the columns of whichever version it replaced; which one depends on commit order.
   return rows.map((r) => ({ ...r, v: r.deleted ? undefined : r.v }));
 }
@@ -46,34 +52,49 @@ async function loadWithCallerRetry(loader: Loader, batch: Batch): Promise<{ resu
 describe("property: 1–4 concurrent loaders end in the model's state", () => {
   it("random batches (keys, ties, sequences near ±2^63, deletes, keyless tables) split over concurrent loaders", async () => {
     const loaders = await Promise.all(Array.from({ length: 4 }, () => createLoader({ connectionString: ctx.url, poolSize: 2 })));
-    const copyLoaders = await Promise.all(Array.from({ length: 2 }, () => createLoader({ connectionString: ctx.url, poolSize: 2, copyThreshold: 0 })));
+    const copyLoaders = await Promise.all(
+      Array.from({ length: 2 }, () => createLoader({ connectionString: ctx.url, poolSize: 2, copyThreshold: 0 })),
+    );
     const all = [...loaders, ...copyLoaders];
-    const seq = fc.oneof(fc.bigInt({ min: 0n, max: 8n }), fc.bigInt({ min: 2n ** 63n - 6n, max: 2n ** 63n - 1n }), fc.bigInt({ min: -(2n ** 63n), max: -(2n ** 63n) + 5n }));
+    const seq = fc.oneof(
+      fc.bigInt({ min: 0n, max: 8n }),
+      fc.bigInt({ min: 2n ** 63n - 6n, max: 2n ** 63n - 1n }),
+      fc.bigInt({ min: -(2n ** 63n), max: -(2n ** 63n) + 5n }),
+    );
     const batchArb = fc.array(fc.record({ id: fc.integer({ min: 1, max: 8 }), seq }), { minLength: 1, maxLength: 12 });
     let run = 0;
     try {
       await fc.assert(
-        fc.asyncProperty(fc.integer({ min: 1, max: 4 }), fc.array(batchArb, { minLength: 1, maxLength: 10 }), fc.boolean(), async (nLoaders, batches, keyless) => {
-          run += 1;
-          const t = `model_${run}`;
-          const chosen = Array.from({ length: nLoaders }, (_, i) => all[(run + i) % all.length] as Loader);
-          // Loader i takes batches i, i+n, i+2n… in order; the loaders run at the same time.
-          await Promise.all(
-            chosen.map(async (loader, i) => {
-              for (let b = i; b < batches.length; b += nLoaders) {
-                const msgs = (batches[b] ?? []).map((m) => (keyless ? { action: "upsert", sequence: m.seq.toString(), data: { id: m.id, v: `${m.id}@${m.seq}` } } : message(m.id, m.seq)));
-                await loadWithCallerRetry(loader, { table_name: t, key_names: keyless ? [] : ["id"], schema, messages: msgs });
-              }
-            }),
-          );
-          const flat = batches.flat();
-          if (keyless) {
-            const rows = await ctx.query<{ v: string }>(`select v from "${t}" order by v`);
-            expect(rows.map((r) => r.v)).toEqual(flat.map((m) => `${m.id}@${m.seq}`).sort());
-          } else {
-            expect(await readState(t)).toEqual(expectedState(flat));
-          }
-        }),
+        fc.asyncProperty(
+          fc.integer({ min: 1, max: 4 }),
+          fc.array(batchArb, { minLength: 1, maxLength: 10 }),
+          fc.boolean(),
+          async (nLoaders, batches, keyless) => {
+            run += 1;
+            const t = `model_${run}`;
+            const chosen = Array.from({ length: nLoaders }, (_, i) => all[(run + i) % all.length] as Loader);
+            // Loader i takes batches i, i+n, i+2n… in order; the loaders run at the same time.
+            await Promise.all(
+              chosen.map(async (loader, i) => {
+                for (let b = i; b < batches.length; b += nLoaders) {
+                  const msgs = (batches[b] ?? []).map((m) =>
+                    keyless
+                      ? { action: "upsert", sequence: m.seq.toString(), data: { id: m.id, v: `${m.id}@${m.seq}` } }
+                      : message(m.id, m.seq),
+                  );
+                  await loadWithCallerRetry(loader, { table_name: t, key_names: keyless ? [] : ["id"], schema, messages: msgs });
+                }
+              }),
+            );
+            const flat = batches.flat();
+            if (keyless) {
+              const rows = await ctx.query<{ v: string }>(`select v from "${t}" order by v`);
+              expect(rows.map((r) => r.v)).toEqual(flat.map((m) => `${m.id}@${m.seq}`).sort());
+            } else {
+              expect(await readState(t)).toEqual(expectedState(flat));
+            }
+          },
+        ),
         { numRuns: 30, seed: 777 },
       );
     } finally {
@@ -95,11 +116,25 @@ describe("concurrent DDL", () => {
             // bigint → numeric by half of the loaders at once, from round 1 on
             const fraction = i % 2 === 1 && round > 0;
             properties.widen = { type: fraction ? "number" : "integer" };
-            return l.loadBatch({ table_name: t, key_names: ["id"], schema: { properties }, messages: [{ action: "upsert", sequence: round * 10 + i, data: { id: i, same: `r${round}`, [`own_${round}_${i}`]: true, widen: fraction ? i + 0.5 : i } }] });
+            return l.loadBatch({
+              table_name: t,
+              key_names: ["id"],
+              schema: { properties },
+              messages: [
+                {
+                  action: "upsert",
+                  sequence: round * 10 + i,
+                  data: { id: i, same: `r${round}`, [`own_${round}_${i}`]: true, widen: fraction ? i + 0.5 : i },
+                },
+              ],
+            });
           }),
         );
       }
-      const cols = await ctx.query<{ n: string; t: string }>("select attname::text as n, format_type(atttypid, atttypmod) as t from pg_attribute where attrelid = $1::regclass and attnum > 0 order by attnum", [`"${t}"`]);
+      const cols = await ctx.query<{ n: string; t: string }>(
+        "select attname::text as n, format_type(atttypid, atttypmod) as t from pg_attribute where attrelid = $1::regclass and attnum > 0 order by attnum",
+        [`"${t}"`],
+      );
       expect(cols.filter((c) => c.n.startsWith("own_"))).toHaveLength(24);
       expect(cols.find((c) => c.n === "widen")?.t).toBe("numeric");
       expect(await ctx.query(`select count(*)::int as n, count(distinct same)::int as s from "${t}"`)).toEqual([{ n: 8, s: 1 }]);
@@ -122,7 +157,9 @@ describe("concurrent DDL", () => {
       await holder.query(`lock table "${t}" in access share mode`);
       const fresh = await createLoader({ connectionString: ctx.url, lockTimeoutMs: 200, maxRetries: 0 });
       // A fresh loader (no cache) reads the catalog, finds nothing missing and never asks for the lock.
-      expect(await fresh.loadBatch({ ...batch, messages: [{ action: "upsert", sequence: 2, data: { id: 1, v: "b" } }] })).toMatchObject({ updated: 1 });
+      expect(await fresh.loadBatch({ ...batch, messages: [{ action: "upsert", sequence: 2, data: { id: 1, v: "b" } }] })).toMatchObject({
+        updated: 1,
+      });
       await fresh.close();
     } finally {
       await holder.query("rollback");
@@ -144,7 +181,11 @@ describe("stress: loaders racing on overlapping keys while connections are kille
     };
     const url = new URL(ctx.url);
     url.searchParams.set("application_name", "seqload_stress");
-    const loaders = await Promise.all(Array.from({ length: N_LOADERS }, (_, i) => createLoader({ connectionString: url.toString(), poolSize: 2, maxRetries: 8, copyThreshold: i % 2 === 0 ? 5000 : 50 })));
+    const loaders = await Promise.all(
+      Array.from({ length: N_LOADERS }, (_, i) =>
+        createLoader({ connectionString: url.toString(), poolSize: 2, maxRetries: 8, copyThreshold: i % 2 === 0 ? 5000 : 50 }),
+      ),
+    );
     const sent: { id: number; seq: bigint }[] = [];
     const plans = loaders.map(() =>
       Array.from({ length: BATCHES_PER_LOADER }, () => {
@@ -164,7 +205,9 @@ describe("stress: loaders racing on overlapping keys while connections are kille
       try {
         while (!stop) {
           await new Promise((r) => setTimeout(r, 40 + rand(60)));
-          const r = await admin.query("select pg_terminate_backend(pid) as ok from pg_stat_activity where application_name = 'seqload_stress' and state = 'active' limit 1");
+          const r = await admin.query(
+            "select pg_terminate_backend(pid) as ok from pg_stat_activity where application_name = 'seqload_stress' and state = 'active' limit 1",
+          );
           killed += r.rows.filter((x: { ok: boolean }) => x.ok).length;
         }
       } finally {
@@ -177,7 +220,12 @@ describe("stress: loaders racing on overlapping keys while connections are kille
       await Promise.all(
         loaders.map(async (loader, i) => {
           for (const plan of plans[i] ?? []) {
-            const r = await loadWithCallerRetry(loader, { table_name: t, key_names: ["id"], schema, messages: plan.map((m) => message(m.id, m.seq)) });
+            const r = await loadWithCallerRetry(loader, {
+              table_name: t,
+              key_names: ["id"],
+              schema,
+              messages: plan.map((m) => message(m.id, m.seq)),
+            });
             callerRetries += r.callerRetries;
             rowsRaced += plan.length;
           }

@@ -10,7 +10,9 @@ const schema = { properties: { id: { type: "integer" }, who: { type: "integer" }
 describe.each(PATHS)("concurrent first loads ($path path)", ({ copyThreshold }) => {
   it("8 loaders (separate pools) loading the first batch of the same new table at once all succeed", async () => {
     const t = uniqueTable("newtable");
-    const loaders = await Promise.all(Array.from({ length: 8 }, () => createLoader({ connectionString: ctx.url, copyThreshold, poolSize: 2 })));
+    const loaders = await Promise.all(
+      Array.from({ length: 8 }, () => createLoader({ connectionString: ctx.url, copyThreshold, poolSize: 2 })),
+    );
     try {
       // Each loader sends keys 0..99 with its own sequence (loader i uses sequence 1000 + i), so
       // the expected final state is known: every key carries loader 7's version.
@@ -29,7 +31,9 @@ describe.each(PATHS)("concurrent first loads ($path path)", ({ copyThreshold }) 
       expect(results.reduce((n, r) => n + r.inserted, 0)).toBe(100);
       expect(applied + skipped).toBe(800);
       expect(await ctx.query("select count(*)::int as n from pg_class where relname = $1 and relkind = 'r'", [t])).toEqual([{ n: 1 }]);
-      const rows = await ctx.query<{ n: number; who: string; seq: string }>(`select count(*)::int as n, min(who)::text as who, min(_sequence)::text as seq from "${t}"`);
+      const rows = await ctx.query<{ n: number; who: string; seq: string }>(
+        `select count(*)::int as n, min(who)::text as who, min(_sequence)::text as seq from "${t}"`,
+      );
       expect(rows).toEqual([{ n: 100, who: "7", seq: "1007" }]);
     } finally {
       await Promise.all(loaders.map((l) => l.close()));
@@ -45,13 +49,28 @@ describe("migrations", () => {
       await admin.query("drop schema if exists seqload cascade");
       const loaders = await Promise.all(Array.from({ length: 4 }, () => createLoader({ connectionString: ctx.url })));
       const t = uniqueTable("migr");
-      await Promise.all(loaders.map((l, i) => l.loadBatch({ table_name: `${t}_${i}`, key_names: ["id"], schema, messages: [{ action: "upsert", sequence: 1, data: { id: 1 } }] })));
+      await Promise.all(
+        loaders.map((l, i) =>
+          l.loadBatch({
+            table_name: `${t}_${i}`,
+            key_names: ["id"],
+            schema,
+            messages: [{ action: "upsert", sequence: 1, data: { id: 1 } }],
+          }),
+        ),
+      );
       const applied = await admin.query("select name from seqload.migrations order by name");
       expect(applied.rows).toEqual([{ name: "0001_init" }]);
-      const registry = await admin.query("select table_name, key_names, columns from seqload.tables where table_name like $1 order by table_name", [`${t}_%`]);
+      const registry = await admin.query(
+        "select table_name, key_names, columns from seqload.tables where table_name like $1 order by table_name",
+        [`${t}_%`],
+      );
       expect(registry.rows).toHaveLength(4);
       expect(registry.rows[0]).toEqual({ table_name: `${t}_0`, key_names: ["id"], columns: { id: "bigint", who: "bigint", v: "text" } });
-      const log = await admin.query("select received, inserted, min_sequence::text, max_sequence::text from seqload.loads where table_name = $1", [`${t}_0`]);
+      const log = await admin.query(
+        "select received, inserted, min_sequence::text, max_sequence::text from seqload.loads where table_name = $1",
+        [`${t}_0`],
+      );
       expect(log.rows).toEqual([{ received: 1, inserted: 1, min_sequence: "1", max_sequence: "1" }]);
       await Promise.all(loaders.map((l) => l.close()));
     } finally {
@@ -65,13 +84,20 @@ describe("migrations", () => {
     try {
       await admin.query("drop schema if exists seqload cascade");
       const loader = await createLoader({ connectionString: ctx.url, migrate: false });
-      const err = await loader.loadBatch({ table_name: "nomigr", key_names: ["id"], schema, messages: [{ action: "upsert", sequence: 1, data: { id: 1 } }] }).catch((e: unknown) => e);
+      const err = await loader
+        .loadBatch({ table_name: "nomigr", key_names: ["id"], schema, messages: [{ action: "upsert", sequence: 1, data: { id: 1 } }] })
+        .catch((e: unknown) => e);
       expect(String((err as Error).message)).toMatch(/seqload\.(tables|loads)/);
       expect((await admin.query("select to_regnamespace('seqload')::text as s")).rows).toEqual([{ s: null }]);
       await loader.close();
       // Put the schema back for the other tests in this file.
       const l2 = await createLoader({ connectionString: ctx.url });
-      await l2.loadBatch({ table_name: "nomigr", key_names: ["id"], schema, messages: [{ action: "upsert", sequence: 1, data: { id: 1 } }] });
+      await l2.loadBatch({
+        table_name: "nomigr",
+        key_names: ["id"],
+        schema,
+        messages: [{ action: "upsert", sequence: 1, data: { id: 1 } }],
+      });
       await l2.close();
     } finally {
       await admin.end();

@@ -8,7 +8,8 @@ const schema = { properties: { id: { type: "integer" }, name: { type: "string" }
 const batch = (t: string, messages: Batch["messages"]): Batch => ({ table_name: t, key_names: ["id"], schema, messages });
 const up = (id: number, sequence: number, name: string) => ({ action: "upsert", sequence, data: { id, name, n: sequence } });
 const del = (id: number, sequence: number) => ({ action: "delete", sequence, data: { id } });
-const state = (t: string) => ctx.query(`select id, name, n, _sequence::int as seq, _deleted_at is not null as deleted from "${t}" order by id`);
+const state = (t: string) =>
+  ctx.query(`select id, name, n, _sequence::int as seq, _deleted_at is not null as deleted from "${t}" order by id`);
 
 describe.each(PATHS)("deletes ($path path)", ({ copyThreshold }) => {
   it("a newer delete sets _deleted_at, advances _sequence and keeps the other columns", async () => {
@@ -60,7 +61,9 @@ describe.each(PATHS)("deletes ($path path)", ({ copyThreshold }) => {
     const loader = await ctx.loader({ copyThreshold });
     const t = uniqueTable("inbatch");
     await loader.loadBatch(batch(t, [up(1, 1, "v1"), up(2, 1, "v1")]));
-    const r = await loader.loadBatch(batch(t, [up(1, 2, "v2"), del(1, 3), up(1, 4, "v4"), up(2, 2, "v2"), del(2, 5), up(2, 4, "v4 but older than the delete")]));
+    const r = await loader.loadBatch(
+      batch(t, [up(1, 2, "v2"), del(1, 3), up(1, 4, "v4"), up(2, 2, "v2"), del(2, 5), up(2, 4, "v4 but older than the delete")]),
+    );
     expect(r).toEqual({ table: t, received: 6, collapsed: 4, inserted: 0, updated: 1, deleted: 1, skipped: 0 });
     expect(await state(t)).toEqual([
       { id: "1", name: "v4", n: "4", seq: 4, deleted: false },
@@ -73,6 +76,8 @@ describe.each(PATHS)("deletes ($path path)", ({ copyThreshold }) => {
     const t = uniqueTable("keysonly");
     const strict = { properties: schema.properties, required: ["id", "name"], additionalProperties: false };
     await loader.loadBatch({ table_name: t, key_names: ["id"], schema: strict, messages: [up(1, 1, "a")] });
-    expect(await loader.loadBatch({ table_name: t, key_names: ["id"], schema: strict, messages: [del(1, 2)] })).toMatchObject({ deleted: 1 });
+    expect(await loader.loadBatch({ table_name: t, key_names: ["id"], schema: strict, messages: [del(1, 2)] })).toMatchObject({
+      deleted: 1,
+    });
   });
 });

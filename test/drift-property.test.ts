@@ -20,14 +20,34 @@ const SCHEMA: Record<Kind, object> = {
   object: { type: ["null", "object"] },
   array: { type: ["null", "array"] },
 };
-const COLUMN: Record<Kind, ColumnType> = { integer: "bigint", number: "numeric", string: "text", boolean: "boolean", datetime: "timestamptz", date: "date", object: "jsonb", array: "jsonb" };
+const COLUMN: Record<Kind, ColumnType> = {
+  integer: "bigint",
+  number: "numeric",
+  string: "text",
+  boolean: "boolean",
+  datetime: "timestamptz",
+  date: "date",
+  object: "jsonb",
+  array: "jsonb",
+};
 
 const valueOf: Record<Kind, fc.Arbitrary<unknown>> = {
   integer: fc.oneof(fc.integer(), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })),
-  number: fc.oneof(fc.integer({ min: -1e6, max: 1e6 }).map((n) => n / 100), fc.constantFrom(0.1, 19.99, 1e-7, 123456.789, -0.5)),
-  string: fc.oneof(fc.string({ maxLength: 8 }).filter((s) => !s.includes("\u0000")), fc.constantFrom("", "NULL", "\\N", "a\tb\nc", "é漢🎉")),
+  number: fc.oneof(
+    fc.integer({ min: -1e6, max: 1e6 }).map((n) => n / 100),
+    fc.constantFrom(0.1, 19.99, 1e-7, 123456.789, -0.5),
+  ),
+  string: fc.oneof(
+    fc.string({ maxLength: 8 }).filter((s) => !s.includes("\u0000")),
+    fc.constantFrom("", "NULL", "\\N", "a\tb\nc", "é漢🎉"),
+  ),
   boolean: fc.boolean(),
-  datetime: fc.constantFrom("2019-11-26T22:29:16Z", "2019-11-26T17:29:16-05:00", "2020-01-13T21:25:03+0000", "2024-02-29T12:00:00.123456+02:00"),
+  datetime: fc.constantFrom(
+    "2019-11-26T22:29:16Z",
+    "2019-11-26T17:29:16-05:00",
+    "2020-01-13T21:25:03+0000",
+    "2024-02-29T12:00:00.123456+02:00",
+  ),
   date: fc.constantFrom("2024-02-29", "1999-12-31", "2000-01-01"),
   object: fc.record({ a: fc.integer(), s: fc.string({ maxLength: 4 }).filter((s) => !s.includes("\u0000")) }),
   array: fc.array(fc.oneof(fc.integer(), fc.boolean()), { maxLength: 3 }),
@@ -43,7 +63,16 @@ const PROPS = ["p0", "p1", "p2"];
  */
 type Rep = "num" | "bool" | "str" | "instant" | "json" | "numText" | "boolText";
 function representation(kind: Kind, types: ColumnType[]): { rep: Rep; json: boolean } {
-  let rep: Rep = kind === "integer" || kind === "number" ? "num" : kind === "boolean" ? "bool" : kind === "datetime" ? "instant" : kind === "object" || kind === "array" ? "json" : "str";
+  let rep: Rep =
+    kind === "integer" || kind === "number"
+      ? "num"
+      : kind === "boolean"
+        ? "bool"
+        : kind === "datetime"
+          ? "instant"
+          : kind === "object" || kind === "array"
+            ? "json"
+            : "str";
   let json = false;
   for (const t of types) {
     if (t === "text" && !json) {
@@ -63,7 +92,9 @@ function sameValue(sent: unknown, kind: Kind, read: string, types: ColumnType[])
     const parsed = parseJson(read);
     switch (rep) {
       case "num":
-        return (typeof parsed === "number" || typeof parsed === "bigint") && canonicalDecimal(String(parsed)) === canonicalDecimal(String(sent));
+        return (
+          (typeof parsed === "number" || typeof parsed === "bigint") && canonicalDecimal(String(parsed)) === canonicalDecimal(String(sent))
+        );
       case "numText":
         return asText(parsed) !== null && canonicalDecimal(parsed as string) === canonicalDecimal(String(sent));
       case "bool":
@@ -105,12 +136,21 @@ describe("property: drifting schemas never lose or alter a value", () => {
     let run = 0;
     await fc.assert(
       fc.asyncProperty(
-        fc.array(batchArb, { minLength: 1, maxLength: 4 }).chain((batches) =>
-          fc.tuple(
-            fc.constant(batches),
-            fc.tuple(...batches.map((b) => fc.array(fc.tuple(...b.kinds.map((k) => fc.option(valueOf[k], { nil: null, freq: 4 }))), { minLength: b.rows, maxLength: b.rows }))),
+        fc
+          .array(batchArb, { minLength: 1, maxLength: 4 })
+          .chain((batches) =>
+            fc.tuple(
+              fc.constant(batches),
+              fc.tuple(
+                ...batches.map((b) =>
+                  fc.array(fc.tuple(...b.kinds.map((k) => fc.option(valueOf[k], { nil: null, freq: 4 }))), {
+                    minLength: b.rows,
+                    maxLength: b.rows,
+                  }),
+                ),
+              ),
+            ),
           ),
-        ),
         async ([batches, values]) => {
           run += 1;
           const t = `drift_${run}`;
@@ -126,7 +166,8 @@ describe("property: drifting schemas never lose or alter a value", () => {
               let col = COLUMN[kind];
               // Integers beyond int64 are held as numeric (README).
               const rowsValues = (values[bi] ?? []).map((r) => r[pi]);
-              if (kind === "integer" && rowsValues.some((v) => typeof v === "bigint" && (v > 2n ** 63n - 1n || v < -(2n ** 63n)))) col = "numeric";
+              if (kind === "integer" && rowsValues.some((v) => typeof v === "bigint" && (v > 2n ** 63n - 1n || v < -(2n ** 63n))))
+                col = "numeric";
               const prev = finalType.get(p);
               const now = prev === undefined ? col : joinTypes(prev, col);
               finalType.set(p, now);
@@ -144,16 +185,23 @@ describe("property: drifting schemas never lose or alter a value", () => {
             const l = b.copy ? copyLoader : loader;
             await l.loadBatch({ table_name: t, key_names: ["id"], schema: { properties }, messages });
           }
-          const rows = await ctx.query<Record<string, string | null>>(`select id::int as id, ${PROPS.map((p) => `${p}::text`).join(", ")} from "${t}"`);
+          const rows = await ctx.query<Record<string, string | null>>(
+            `select id::int as id, ${PROPS.map((p) => `${p}::text`).join(", ")} from "${t}"`,
+          );
           const byId = new Map(rows.map((r) => [Number(r.id), r]));
           for (const s of sent) {
             const read = byId.get(s.id)?.[s.prop];
             const types = (history.get(s.prop) ?? []).slice(s.batch);
             if (read === null || read === undefined || !sameValue(s.value, s.kind, read, types)) {
-              throw new Error(`row ${s.id} ${s.prop}: sent ${s.kind} ${String(s.value)}, read ${String(read)} from a column that went ${types.join(" → ")}`);
+              throw new Error(
+                `row ${s.id} ${s.prop}: sent ${s.kind} ${String(s.value)}, read ${String(read)} from a column that went ${types.join(" → ")}`,
+              );
             }
           }
-          const types = await ctx.query<{ n: string; t: string }>("select attname::text as n, format_type(atttypid, atttypmod) as t from pg_attribute where attrelid = $1::regclass and attname like 'p%'", [`"${t}"`]);
+          const types = await ctx.query<{ n: string; t: string }>(
+            "select attname::text as n, format_type(atttypid, atttypmod) as t from pg_attribute where attrelid = $1::regclass and attname like 'p%'",
+            [`"${t}"`],
+          );
           for (const { n, t: ty } of types) expect(ty.replace("timestamp with time zone", "timestamptz")).toBe(finalType.get(n));
         },
       ),

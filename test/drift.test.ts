@@ -18,7 +18,12 @@ describe.each(PATHS)("schema drift ($path path)", ({ copyThreshold }) => {
   it("a new property adds a nullable column; columns are never dropped; absent properties are NULL in the new row", async () => {
     const loader = await ctx.loader({ copyThreshold });
     const t = uniqueTable("grow");
-    await loader.loadBatch({ table_name: t, key_names: ["id"], schema: { properties: { id: { type: "integer" }, a: { type: "string" } } }, messages: [{ action: "upsert", sequence: 1, data: { id: 1, a: "a1" } }] });
+    await loader.loadBatch({
+      table_name: t,
+      key_names: ["id"],
+      schema: { properties: { id: { type: "integer" }, a: { type: "string" } } },
+      messages: [{ action: "upsert", sequence: 1, data: { id: 1, a: "a1" } }],
+    });
     await loader.loadBatch({
       table_name: t,
       key_names: ["id"],
@@ -28,31 +33,161 @@ describe.each(PATHS)("schema drift ($path path)", ({ copyThreshold }) => {
         { action: "upsert", sequence: 2, data: { id: 1 } }, // replaces row 1: a and b NULL now
       ],
     });
-    expect(await columnTypes(t)).toEqual({ id: "bigint", a: "text", _sequence: "bigint", _loaded_at: "timestamp with time zone", _deleted_at: "timestamp with time zone", b: "boolean" });
+    expect(await columnTypes(t)).toEqual({
+      id: "bigint",
+      a: "text",
+      _sequence: "bigint",
+      _loaded_at: "timestamp with time zone",
+      _deleted_at: "timestamp with time zone",
+      b: "boolean",
+    });
     expect(await ctx.query(`select id, a, b from "${t}" order by id`)).toEqual([
       { id: "1", a: null, b: null },
       { id: "2", a: null, b: true },
     ]);
-    const notNull = await ctx.query("select attname::text as n from pg_attribute where attrelid = $1::regclass and attnotnull and attnum > 0 order by attnum", [`"${t}"`]);
+    const notNull = await ctx.query(
+      "select attname::text as n from pg_attribute where attrelid = $1::regclass and attnotnull and attnum > 0 order by attnum",
+      [`"${t}"`],
+    );
     expect(notNull).toEqual([{ n: "id" }, { n: "_sequence" }, { n: "_loaded_at" }]);
   });
 
   // Every edge of the lattice, with values already in the table when the column widens.
-  const edges: { name: string; from: JsonSchema; first: unknown; to: JsonSchema; second: unknown; type: string; expected: [unknown, unknown] }[] = [
-    { name: "integer → number", from: { type: "integer" }, first: 15, to: { type: "number" }, second: 15.5, type: "numeric", expected: ["15", "15.5"] },
-    { name: "big integer → number", from: { type: "integer" }, first: 9007199254740993n, to: { type: "number" }, second: 0.1, type: "numeric", expected: ["9007199254740993", "0.1"] },
-    { name: "integer → string", from: { type: "integer" }, first: -42, to: { type: "string" }, second: "x", type: "text", expected: ["-42", "x"] },
-    { name: "number → string", from: { type: "number" }, first: 19.99, to: { type: "string" }, second: "", type: "text", expected: ["19.99", ""] },
-    { name: "boolean → string", from: { type: "boolean" }, first: true, to: { type: "string" }, second: "NULL", type: "text", expected: ["true", "NULL"] },
-    { name: "boolean → integer", from: { type: "boolean" }, first: false, to: { type: "integer" }, second: 7, type: "text", expected: ["false", "7"] },
-    { name: "date-time → string", from: { type: "string", format: "date-time" }, first: "2019-11-26T17:29:16-05:00", to: { type: "string" }, second: "free text", type: "text", expected: ["2019-11-26T22:29:16+00:00", "free text"] },
-    { name: "date → string", from: { type: "string", format: "date" }, first: "2024-02-29", to: { type: "string" }, second: "later", type: "text", expected: ["2024-02-29", "later"] },
-    { name: "date → date-time", from: { type: "string", format: "date" }, first: "2024-02-29", to: { type: "string", format: "date-time" }, second: "2024-03-01T00:00:00Z", type: "text", expected: ["2024-02-29", "2024-03-01T00:00:00Z"] },
-    { name: "integer → object", from: { type: "integer" }, first: 12345678901234567n, to: { type: "object" }, second: { a: [1, "b"] }, type: "jsonb", expected: [12345678901234567n, { a: [1, "b"] }] },
-    { name: "string → array", from: { type: "string" }, first: "s", to: { type: "array" }, second: [1, 2], type: "jsonb", expected: ["s", [1, 2]] },
-    { name: "number → object", from: { type: "number" }, first: 0.1, to: { type: "object" }, second: {}, type: "jsonb", expected: [0.1, {}] },
-    { name: "boolean → array", from: { type: "boolean" }, first: true, to: { type: "array" }, second: [], type: "jsonb", expected: [true, []] },
-    { name: "date-time → object", from: { type: "string", format: "date-time" }, first: "2020-01-13T21:25:03+0000", to: { type: "object" }, second: { k: null }, type: "jsonb", expected: ["2020-01-13T21:25:03+00:00", { k: null }] },
+  const edges: {
+    name: string;
+    from: JsonSchema;
+    first: unknown;
+    to: JsonSchema;
+    second: unknown;
+    type: string;
+    expected: [unknown, unknown];
+  }[] = [
+    {
+      name: "integer → number",
+      from: { type: "integer" },
+      first: 15,
+      to: { type: "number" },
+      second: 15.5,
+      type: "numeric",
+      expected: ["15", "15.5"],
+    },
+    {
+      name: "big integer → number",
+      from: { type: "integer" },
+      first: 9007199254740993n,
+      to: { type: "number" },
+      second: 0.1,
+      type: "numeric",
+      expected: ["9007199254740993", "0.1"],
+    },
+    {
+      name: "integer → string",
+      from: { type: "integer" },
+      first: -42,
+      to: { type: "string" },
+      second: "x",
+      type: "text",
+      expected: ["-42", "x"],
+    },
+    {
+      name: "number → string",
+      from: { type: "number" },
+      first: 19.99,
+      to: { type: "string" },
+      second: "",
+      type: "text",
+      expected: ["19.99", ""],
+    },
+    {
+      name: "boolean → string",
+      from: { type: "boolean" },
+      first: true,
+      to: { type: "string" },
+      second: "NULL",
+      type: "text",
+      expected: ["true", "NULL"],
+    },
+    {
+      name: "boolean → integer",
+      from: { type: "boolean" },
+      first: false,
+      to: { type: "integer" },
+      second: 7,
+      type: "text",
+      expected: ["false", "7"],
+    },
+    {
+      name: "date-time → string",
+      from: { type: "string", format: "date-time" },
+      first: "2019-11-26T17:29:16-05:00",
+      to: { type: "string" },
+      second: "free text",
+      type: "text",
+      expected: ["2019-11-26T22:29:16+00:00", "free text"],
+    },
+    {
+      name: "date → string",
+      from: { type: "string", format: "date" },
+      first: "2024-02-29",
+      to: { type: "string" },
+      second: "later",
+      type: "text",
+      expected: ["2024-02-29", "later"],
+    },
+    {
+      name: "date → date-time",
+      from: { type: "string", format: "date" },
+      first: "2024-02-29",
+      to: { type: "string", format: "date-time" },
+      second: "2024-03-01T00:00:00Z",
+      type: "text",
+      expected: ["2024-02-29", "2024-03-01T00:00:00Z"],
+    },
+    {
+      name: "integer → object",
+      from: { type: "integer" },
+      first: 12345678901234567n,
+      to: { type: "object" },
+      second: { a: [1, "b"] },
+      type: "jsonb",
+      expected: [12345678901234567n, { a: [1, "b"] }],
+    },
+    {
+      name: "string → array",
+      from: { type: "string" },
+      first: "s",
+      to: { type: "array" },
+      second: [1, 2],
+      type: "jsonb",
+      expected: ["s", [1, 2]],
+    },
+    {
+      name: "number → object",
+      from: { type: "number" },
+      first: 0.1,
+      to: { type: "object" },
+      second: {},
+      type: "jsonb",
+      expected: [0.1, {}],
+    },
+    {
+      name: "boolean → array",
+      from: { type: "boolean" },
+      first: true,
+      to: { type: "array" },
+      second: [],
+      type: "jsonb",
+      expected: [true, []],
+    },
+    {
+      name: "date-time → object",
+      from: { type: "string", format: "date-time" },
+      first: "2020-01-13T21:25:03+0000",
+      to: { type: "object" },
+      second: { k: null },
+      type: "jsonb",
+      expected: ["2020-01-13T21:25:03+00:00", { k: null }],
+    },
   ];
   for (const e of edges) {
     it(`widens ${e.name} to ${e.type}, converting stored values losslessly`, async () => {
@@ -77,7 +212,12 @@ describe.each(PATHS)("schema drift ($path path)", ({ copyThreshold }) => {
   it("a column never narrows: a later narrower schema keeps the wide column and stores values exactly", async () => {
     const loader = await ctx.loader({ copyThreshold });
     const t = uniqueTable("nonarrow");
-    const b = (type: JsonSchema, sequence: number, id: number, v: unknown): Batch => ({ table_name: t, key_names: ["id"], schema: { properties: { id: { type: "integer" }, v: type } }, messages: [{ action: "upsert", sequence, data: { id, v } }] });
+    const b = (type: JsonSchema, sequence: number, id: number, v: unknown): Batch => ({
+      table_name: t,
+      key_names: ["id"],
+      schema: { properties: { id: { type: "integer" }, v: type } },
+      messages: [{ action: "upsert", sequence, data: { id, v } }],
+    });
     await loader.loadBatch(b({ type: "number" }, 1, 1, 2.5));
     await loader.loadBatch(b({ type: "integer" }, 1, 2, 3));
     expect((await columnTypes(t)).v).toBe("numeric");
@@ -87,7 +227,8 @@ describe.each(PATHS)("schema drift ($path path)", ({ copyThreshold }) => {
   it("an integer beyond int64 never becomes a wrong value: the column holds it as numeric", async () => {
     const loader = await ctx.loader({ copyThreshold });
     const t = uniqueTable("huge");
-    const batch = parseJson(`{"table_name": "${t}", "key_names": ["id"], "schema": {"properties": {"id": {"type": "integer"}, "n": {"type": "integer"}}},
+    const batch =
+      parseJson(`{"table_name": "${t}", "key_names": ["id"], "schema": {"properties": {"id": {"type": "integer"}, "n": {"type": "integer"}}},
       "messages": [{"action": "upsert", "sequence": 1, "data": {"id": 1, "n": 5}}, {"action": "upsert", "sequence": 1, "data": {"id": 2, "n": 123456789012345678901234567890}}]}`);
     await loader.loadBatch(batch);
     expect((await columnTypes(t)).n).toBe("numeric");
@@ -98,11 +239,21 @@ describe.each(PATHS)("schema drift ($path path)", ({ copyThreshold }) => {
     const loader = await ctx.loader({ copyThreshold });
     const t = uniqueTable("keys");
     const schema = { properties: { id: { type: "integer" }, org: { type: "string" }, x: { type: "string" } } };
-    await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: [{ action: "upsert", sequence: 1, data: { id: 1, org: "a" } }] });
+    await loader.loadBatch({
+      table_name: t,
+      key_names: ["id"],
+      schema,
+      messages: [{ action: "upsert", sequence: 1, data: { id: 1, org: "a" } }],
+    });
     const before = await ctx.query(`select *, xmin::text from "${t}"`);
     for (const keys of [["org", "id"], ["id", "org"], [], ["org"]]) {
       const err = await loader
-        .loadBatch({ table_name: t, key_names: keys, schema: { properties: { ...schema.properties, added: { type: "string" } } }, messages: [{ action: "upsert", sequence: 5, data: { id: 1, org: "b", added: "z" } }] })
+        .loadBatch({
+          table_name: t,
+          key_names: keys,
+          schema: { properties: { ...schema.properties, added: { type: "string" } } },
+          messages: [{ action: "upsert", sequence: 5, data: { id: 1, org: "b", added: "z" } }],
+        })
         .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(KeyMismatchError);
       expect((err as KeyMismatchError).code).toBe("KEY_NAMES_CHANGED");
@@ -117,7 +268,12 @@ describe.each(PATHS)("schema drift ($path path)", ({ copyThreshold }) => {
     const a = await ctx.loader({ copyThreshold });
     const b = await ctx.loader({ copyThreshold });
     const t = uniqueTable("stale");
-    const batch = (type: JsonSchema, sequence: number, id: number, v: unknown): Batch => ({ table_name: t, key_names: ["id"], schema: { properties: { id: { type: "integer" }, v: type } }, messages: [{ action: "upsert", sequence, data: { id, v } }] });
+    const batch = (type: JsonSchema, sequence: number, id: number, v: unknown): Batch => ({
+      table_name: t,
+      key_names: ["id"],
+      schema: { properties: { id: { type: "integer" }, v: type } },
+      messages: [{ action: "upsert", sequence, data: { id, v } }],
+    });
     await a.loadBatch(batch({ type: "boolean" }, 1, 1, true)); // a caches v as boolean
     await b.loadBatch(batch({ type: "array" }, 1, 2, [1])); // b widens v to jsonb
     await a.loadBatch(batch({ type: "boolean" }, 1, 3, false)); // a's cache is stale: boolean[] into jsonb

@@ -11,18 +11,23 @@ import { uniqueTable, useDatabase } from "./helpers/context.js";
 
 const ctx = useDatabase("faults");
 const schema = { properties: { id: { type: "integer" }, v: { type: "string" } } };
-const rows = (n: number, sequence: number, v: string) => Array.from({ length: n }, (_, id) => ({ action: "upsert", sequence, data: { id, v } }));
+const rows = (n: number, sequence: number, v: string) =>
+  Array.from({ length: n }, (_, id) => ({ action: "upsert", sequence, data: { id, v } }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A statement-level trigger that makes every write to `t` take `seconds`: a window to act in. */
 async function slowDown(t: string, seconds: number) {
-  await ctx.query(`create or replace function "${t}_slow"() returns trigger language plpgsql as $$ begin perform pg_sleep(${seconds}); return null; end $$`);
+  await ctx.query(
+    `create or replace function "${t}_slow"() returns trigger language plpgsql as $$ begin perform pg_sleep(${seconds}); return null; end $$`,
+  );
   await ctx.query(`create trigger slow before insert on "${t}" for each statement execute function "${t}_slow"()`);
 }
 
 async function waitForSleepingBackend(): Promise<number> {
   for (let i = 0; i < 200; i++) {
-    const r = await ctx.query<{ pid: number }>("select pid from pg_stat_activity where wait_event = 'PgSleep' and datname = current_database()");
+    const r = await ctx.query<{ pid: number }>(
+      "select pid from pg_stat_activity where wait_event = 'PgSleep' and datname = current_database()",
+    );
     if (r[0]) return r[0].pid;
     await sleep(25);
   }
@@ -45,7 +50,10 @@ describe("faults", () => {
     expect(await ctx.query(`select count(*)::int as n, max(v) as v from "${t}"`)).toEqual([{ n: 10, v: "before" }]);
     await ctx.query(`drop trigger slow on "${t}"`);
     // No restart: the pool dropped the dead connection and the loader goes on.
-    expect(await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(500, 2, "after") })).toMatchObject({ inserted: 490, updated: 10 });
+    expect(await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(500, 2, "after") })).toMatchObject({
+      inserted: 490,
+      updated: 10,
+    });
   });
 
   it("with retries on, a killed connection is retried inside the loader and the batch lands once", async () => {
@@ -80,14 +88,19 @@ describe("faults", () => {
     const loader = await ctx.loader({ statementTimeoutMs: 300 });
     await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(3, 1, "before") });
     await slowDown(t, 2);
-    const err = await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(20, 2, "after") }).catch((e: unknown) => e);
+    const err = await loader
+      .loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(20, 2, "after") })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DatabaseError);
     expect((err as DatabaseError).code).toBe("TIMEOUT");
     expect((err as DatabaseError).sqlState).toBe("57014");
     expect((err as DatabaseError).retryable).toBe(true);
     expect(await ctx.query(`select count(*)::int as n from "${t}"`)).toEqual([{ n: 3 }]);
     await ctx.query(`drop trigger slow on "${t}"`);
-    expect(await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(20, 2, "after") })).toMatchObject({ inserted: 17, updated: 3 });
+    expect(await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(20, 2, "after") })).toMatchObject({
+      inserted: 17,
+      updated: 3,
+    });
   });
 
   it("a lock timeout on DDL is retried with backoff; when the lock never comes, a typed retryable error", async () => {
@@ -101,7 +114,12 @@ describe("faults", () => {
       await holder.query("begin");
       await holder.query(`lock table "${t}" in access exclusive mode`);
       const wider = { properties: { ...schema.properties, extra: { type: "string" } } };
-      const load = loader.loadBatch({ table_name: t, key_names: ["id"], schema: wider, messages: [{ action: "upsert", sequence: 2, data: { id: 1, extra: "x" } }] });
+      const load = loader.loadBatch({
+        table_name: t,
+        key_names: ["id"],
+        schema: wider,
+        messages: [{ action: "upsert", sequence: 2, data: { id: 1, extra: "x" } }],
+      });
       await sleep(150);
       await holder.query("commit");
       expect(await load).toMatchObject({ updated: 1 });
@@ -110,7 +128,9 @@ describe("faults", () => {
       await holder.query("begin");
       await holder.query(`lock table "${t}" in access exclusive mode`);
       const wider2 = { properties: { ...wider.properties, extra2: { type: "string" } } };
-      const err = await loader.loadBatch({ table_name: t, key_names: ["id"], schema: wider2, messages: [{ action: "upsert", sequence: 3, data: { id: 1 } }] }).catch((e: unknown) => e);
+      const err = await loader
+        .loadBatch({ table_name: t, key_names: ["id"], schema: wider2, messages: [{ action: "upsert", sequence: 3, data: { id: 1 } }] })
+        .catch((e: unknown) => e);
       await holder.query("rollback");
       expect(err).toBeInstanceOf(RetryExhaustedError);
       expect((err as RetryExhaustedError).sqlState).toBe("55P03");
@@ -133,7 +153,15 @@ describe("faults", () => {
       // check fires first and it is the victim; it retries after the other session commits.
       await other.query("begin");
       await other.query(`select * from "${t}" where id = 2 for update`);
-      const load = loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: [{ action: "upsert", sequence: 5, data: { id: 1, v: "L" } }, { action: "upsert", sequence: 5, data: { id: 2, v: "L" } }] });
+      const load = loader.loadBatch({
+        table_name: t,
+        key_names: ["id"],
+        schema,
+        messages: [
+          { action: "upsert", sequence: 5, data: { id: 1, v: "L" } },
+          { action: "upsert", sequence: 5, data: { id: 2, v: "L" } },
+        ],
+      });
       for (let i = 0; i < 100; i++) {
         const w = await ctx.query("select 1 from pg_locks where not granted and locktype = 'transactionid'");
         if (w.length > 0) break;
@@ -165,7 +193,9 @@ describe("PostgreSQL restarted between batches", () => {
       await loader.loadBatch({ table_name: "r", key_names: ["id"], schema, messages: rows(10, 1, "before") });
       await server.stop();
       server = await startEmbeddedPostgres({ dataDir: join(dir, "pg"), persistent: true, port: server.port });
-      expect(await loader.loadBatch({ table_name: "r", key_names: ["id"], schema, messages: rows(10, 2, "after") })).toMatchObject({ updated: 10 });
+      expect(await loader.loadBatch({ table_name: "r", key_names: ["id"], schema, messages: rows(10, 2, "after") })).toMatchObject({
+        updated: 10,
+      });
       expect((await loader.pool.query("select count(*)::int as n from r where v = 'after'")).rows).toEqual([{ n: 10 }]);
     } finally {
       await loader.close();

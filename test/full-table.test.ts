@@ -28,10 +28,15 @@ describe.each(PATHS)("full-table replication ($path path)", ({ copyThreshold }) 
       key_names: ["id"],
       schema,
       table_version: 2,
-      messages: [...[2, 3].map((id) => ({ action: "upsert", sequence: 30 + id, data: { id, name: `v2-${id}` } })), { action: "activate_version", sequence: 40 }],
+      messages: [
+        ...[2, 3].map((id) => ({ action: "upsert", sequence: 30 + id, data: { id, name: `v2-${id}` } })),
+        { action: "activate_version", sequence: 40 },
+      ],
     });
     expect(v2).toEqual({ table: t, received: 3, collapsed: 0, inserted: 0, updated: 2, deleted: 1, skipped: 0 });
-    expect(await ctx.query(`select id, name, _table_version::int as v, _deleted_at is not null as deleted from "${t}" order by id`)).toEqual([
+    expect(
+      await ctx.query(`select id, name, _table_version::int as v, _deleted_at is not null as deleted from "${t}" order by id`),
+    ).toEqual([
       { id: "1", name: "v1-1", v: 1, deleted: true },
       { id: "2", name: "v2-2", v: 2, deleted: false },
       { id: "3", name: "v2-3", v: 2, deleted: false },
@@ -46,8 +51,16 @@ describe.each(PATHS)("full-table replication ($path path)", ({ copyThreshold }) 
   it("a table without table_version gets no _table_version column", async () => {
     const loader = await ctx.loader({ copyThreshold });
     const t = uniqueTable("plain");
-    await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: [{ action: "upsert", sequence: 1, data: { id: 1, name: "a" } }] });
-    const cols = await ctx.query<{ c: string }>("select attname::text as c from pg_attribute where attrelid = $1::regclass and attnum > 0 order by attnum", [`"${t}"`]);
+    await loader.loadBatch({
+      table_name: t,
+      key_names: ["id"],
+      schema,
+      messages: [{ action: "upsert", sequence: 1, data: { id: 1, name: "a" } }],
+    });
+    const cols = await ctx.query<{ c: string }>(
+      "select attname::text as c from pg_attribute where attrelid = $1::regclass and attnum > 0 order by attnum",
+      [`"${t}"`],
+    );
     expect(cols.map((r) => r.c)).toEqual(["id", "name", "_sequence", "_loaded_at", "_deleted_at"]);
   });
 });
@@ -59,9 +72,29 @@ describe("target-stitch's real request body", () => {
     const batch = parseJson(text) as { table_name: string };
     const r = await loader.loadBatch(batch);
     expect(r).toEqual({ table: "customers", received: 5, collapsed: 2, inserted: 2, updated: 0, deleted: 0, skipped: 1 });
-    expect(await ctx.query(`select id, name, has_magic, updated_at, _sequence::text, _table_version::text, _deleted_at from customers order by id`)).toEqual([
-      { id: "1", name: "Finn", has_magic: false, updated_at: new Date("2019-11-26T22:29:16Z"), _sequence: "1795465705836066501", _table_version: "1574807000000", _deleted_at: null },
-      { id: "2", name: "Jake", has_magic: false, updated_at: new Date("2019-11-26T22:30:45Z"), _sequence: "1795465705836145003", _table_version: "1574807000000", _deleted_at: null },
+    expect(
+      await ctx.query(
+        `select id, name, has_magic, updated_at, _sequence::text, _table_version::text, _deleted_at from customers order by id`,
+      ),
+    ).toEqual([
+      {
+        id: "1",
+        name: "Finn",
+        has_magic: false,
+        updated_at: new Date("2019-11-26T22:29:16Z"),
+        _sequence: "1795465705836066501",
+        _table_version: "1574807000000",
+        _deleted_at: null,
+      },
+      {
+        id: "2",
+        name: "Jake",
+        has_magic: false,
+        updated_at: new Date("2019-11-26T22:30:45Z"),
+        _sequence: "1795465705836145003",
+        _table_version: "1574807000000",
+        _deleted_at: null,
+      },
     ]);
   });
 });

@@ -6,7 +6,12 @@ import { PATHS, uniqueTable, useDatabase } from "./helpers/context.js";
 
 const ctx = useDatabase("seq");
 const schema = { properties: { id: { type: "integer" }, v: { type: ["null", "string"] } } };
-const batchOf = (table: string, messages: Batch["messages"], keys: string[] = ["id"]): Batch => ({ table_name: table, key_names: keys, schema, messages });
+const batchOf = (table: string, messages: Batch["messages"], keys: string[] = ["id"]): Batch => ({
+  table_name: table,
+  key_names: keys,
+  schema,
+  messages,
+});
 const up = (id: number, sequence: number | bigint | string, v: string) => ({ action: "upsert", sequence, data: { id, v } });
 
 describe.each(PATHS)("sequencing rules ($path path)", ({ copyThreshold }) => {
@@ -40,7 +45,9 @@ describe.each(PATHS)("sequencing rules ($path path)", ({ copyThreshold }) => {
   it("in a batch, the highest sequence wins and on a tie the later message wins", async () => {
     const loader = await ctx.loader({ copyThreshold });
     const t = uniqueTable("tie");
-    const r = await loader.loadBatch(batchOf(t, [up(1, 5, "first"), up(1, 7, "high"), up(1, 3, "low"), up(2, 4, "a"), up(2, 4, "b"), up(2, 4, "c")]));
+    const r = await loader.loadBatch(
+      batchOf(t, [up(1, 5, "first"), up(1, 7, "high"), up(1, 3, "low"), up(2, 4, "a"), up(2, 4, "b"), up(2, 4, "c")]),
+    );
     expect(r).toMatchObject({ received: 6, collapsed: 4, inserted: 2 });
     expect(await ctx.query(`select id, v from "${t}" order by id`)).toEqual([
       { id: "1", v: "high" },
@@ -62,7 +69,12 @@ describe.each(PATHS)("sequencing rules ($path path)", ({ copyThreshold }) => {
       ]) {
         // In one batch…
         const t1 = uniqueTable("big_in");
-        await loader.loadBatch(batchOf(t1, order.map((s) => up(1, toSeq(s), s))));
+        await loader.loadBatch(
+          batchOf(
+            t1,
+            order.map((s) => up(1, toSeq(s), s)),
+          ),
+        );
         expect(await ctx.query(`select v, _sequence::text from "${t1}"`)).toEqual([{ v: hi, _sequence: hi }]);
         // …and across batches.
         const t2 = uniqueTable("big_across");
@@ -95,9 +107,19 @@ describe.each(PATHS)("sequencing rules ($path path)", ({ copyThreshold }) => {
     const t = uniqueTable("composite");
     const cschema = { properties: { tenant: { type: "string" }, id: { type: "integer" }, v: { type: "string" } } };
     const mk = (tenant: string, id: number, sequence: number, v: string) => ({ action: "upsert", sequence, data: { tenant, id, v } });
-    const r1 = await loader.loadBatch({ table_name: t, key_names: ["tenant", "id"], schema: cschema, messages: [mk("a", 1, 1, "a1"), mk("b", 1, 1, "b1"), mk("a", 1, 2, "a1'")] });
+    const r1 = await loader.loadBatch({
+      table_name: t,
+      key_names: ["tenant", "id"],
+      schema: cschema,
+      messages: [mk("a", 1, 1, "a1"), mk("b", 1, 1, "b1"), mk("a", 1, 2, "a1'")],
+    });
     expect(r1).toMatchObject({ received: 3, collapsed: 1, inserted: 2 });
-    const r2 = await loader.loadBatch({ table_name: t, key_names: ["tenant", "id"], schema: cschema, messages: [mk("b", 1, 5, "b1'"), mk("a", 2, 1, "a2"), mk("a", 1, 1, "stale")] });
+    const r2 = await loader.loadBatch({
+      table_name: t,
+      key_names: ["tenant", "id"],
+      schema: cschema,
+      messages: [mk("b", 1, 5, "b1'"), mk("a", 2, 1, "a2"), mk("a", 1, 1, "stale")],
+    });
     expect(r2).toMatchObject({ inserted: 1, updated: 1, skipped: 1 });
     expect(await ctx.query(`select tenant, id, v from "${t}" order by tenant, id`)).toEqual([
       { tenant: "a", id: "1", v: "a1'" },
@@ -171,7 +193,12 @@ describe.each(PATHS)("property: random batches end in the model's state ($path p
       fc.bigInt({ min: 9223372036854775800n, max: 9223372036854775807n }),
       fc.bigInt({ min: -9223372036854775808n, max: -9223372036854775800n }),
     );
-    const msgArb = fc.record({ id: fc.integer({ min: 1, max: 6 }), seq: seqArb, v: fc.option(fc.string({ maxLength: 5 }), { nil: null }), del: fc.integer({ min: 0, max: 4 }).map((n) => n === 0) });
+    const msgArb = fc.record({
+      id: fc.integer({ min: 1, max: 6 }),
+      seq: seqArb,
+      v: fc.option(fc.string({ maxLength: 5 }), { nil: null }),
+      del: fc.integer({ min: 0, max: 4 }).map((n) => n === 0),
+    });
     let run = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(fc.array(msgArb, { minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 5 }), async (batches) => {
@@ -184,11 +211,19 @@ describe.each(PATHS)("property: random batches end in the model's state ($path p
             table_name: t,
             key_names: ["id"],
             schema,
-            messages: b.map((m) => (m.del ? { action: "delete", sequence: m.seq, data: { id: m.id } } : { action: "upsert", sequence: m.seq.toString(), data: { id: m.id, v: m.v } })),
+            messages: b.map((m) =>
+              m.del
+                ? { action: "delete", sequence: m.seq, data: { id: m.id } }
+                : { action: "upsert", sequence: m.seq.toString(), data: { id: m.id, v: m.v } },
+            ),
           });
         }
-        const rows = await ctx.query<{ id: string; v: string | null; _sequence: string; deleted: boolean }>(`select id, v, _sequence, _deleted_at is not null as deleted from "${t}" order by id`);
-        const expected = [...model.entries()].sort(([a], [b]) => a - b).map(([id, r]) => ({ id: String(id), v: r.v, _sequence: r.seq.toString(), deleted: r.deleted }));
+        const rows = await ctx.query<{ id: string; v: string | null; _sequence: string; deleted: boolean }>(
+          `select id, v, _sequence, _deleted_at is not null as deleted from "${t}" order by id`,
+        );
+        const expected = [...model.entries()]
+          .sort(([a], [b]) => a - b)
+          .map(([id, r]) => ({ id: String(id), v: r.v, _sequence: r.seq.toString(), deleted: r.deleted }));
         expect(rows).toEqual(expected);
       }),
       { numRuns: 40, seed: 20261124 },

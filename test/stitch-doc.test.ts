@@ -3,7 +3,9 @@ import { describe, expect, it } from "vitest";
 import { PATHS, uniqueTable, useDatabase } from "./helpers/context.js";
 
 const ctx = useDatabase("stitchdoc");
-const schema = { properties: { id: { type: "integer" }, name: { type: "string" }, age: { type: "integer" }, has_magic: { type: "boolean" } } };
+const schema = {
+  properties: { id: { type: "integer" }, name: { type: "string" }, age: { type: "integer" }, has_magic: { type: "boolean" } },
+};
 
 describe.each(PATHS)("Stitch record-sequencing document ($path path)", ({ copyThreshold }) => {
   it("request 1: a single record with sequence 1574800199000 is loaded", async () => {

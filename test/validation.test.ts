@@ -18,7 +18,12 @@ function issuesOf(batch: unknown) {
 
 describe("validateBatch (no database)", () => {
   it("accepts a valid batch and summarises it", () => {
-    const s = validateBatch({ table_name: "t", key_names: ["id"], schema, messages: [{ action: "upsert", sequence: 1, data: { id: 1, name: "a" } }] });
+    const s = validateBatch({
+      table_name: "t",
+      key_names: ["id"],
+      schema,
+      messages: [{ action: "upsert", sequence: 1, data: { id: 1, name: "a" } }],
+    });
     expect(s).toEqual({ table: "t", keyNames: ["id"], received: 1, columns: { id: "bigint", name: "text", score: "numeric" } });
   });
 
@@ -54,7 +59,13 @@ describe("validateBatch (no database)", () => {
   });
 
   it("checks the envelope: table name, key names, schema, unknown fields, empty messages", () => {
-    const issues = issuesOf({ table_name: "", key_name: ["id"], key_names: ["id", "nope"], schema: { properties: { id: { type: "integer" }, _sequence: { type: "integer" } } }, messages: [] });
+    const issues = issuesOf({
+      table_name: "",
+      key_name: ["id"],
+      key_names: ["id", "nope"],
+      schema: { properties: { id: { type: "integer" }, _sequence: { type: "integer" } } },
+      messages: [],
+    });
     const text = issues.map((i) => `${i.path}: ${i.message}`);
     expect(text).toEqual(
       expect.arrayContaining([
@@ -90,10 +101,18 @@ describe.each(PATHS)("an invalid message anywhere leaves the table exactly as be
   const cases: [string, Record<string, unknown>, RegExp][] = [
     ["missing sequence", { action: "upsert", data: { id: 500, name: "x" } }, /sequence is missing/],
     ["fractional sequence", { action: "upsert", sequence: 1.25, data: { id: 500, name: "x" } }, /fraction/],
-    ["out-of-range sequence", { action: "upsert", sequence: "-9223372036854775809", data: { id: 500, name: "x" } }, /below the signed 64-bit minimum/],
+    [
+      "out-of-range sequence",
+      { action: "upsert", sequence: "-9223372036854775809", data: { id: 500, name: "x" } },
+      /below the signed 64-bit minimum/,
+    ],
     ["null key", { action: "upsert", sequence: 9, data: { id: null, name: "x" } }, /key property "id" is null/],
     ["missing key", { action: "upsert", sequence: 9, data: { name: "x" } }, /key property "id" is missing/],
-    ["data violating the schema", { action: "upsert", sequence: 9, data: { id: 500, name: ["not", "a", "string"] } }, /expected type string/],
+    [
+      "data violating the schema",
+      { action: "upsert", sequence: 9, data: { id: 500, name: ["not", "a", "string"] } },
+      /expected type string/,
+    ],
     ["unknown action", { action: "replace", sequence: 9, data: { id: 500, name: "x" } }, /unknown action "replace"/],
   ];
   for (const [label, bad, pattern] of cases) {
@@ -119,7 +138,9 @@ describe.each(PATHS)("an invalid message anywhere leaves the table exactly as be
   it("an invalid first batch does not even create the table", async () => {
     const loader = await ctx.loader({ copyThreshold });
     const t = uniqueTable("never");
-    await expect(loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: [{ action: "upsert", sequence: 1, data: { id: "one" } }] })).rejects.toBeInstanceOf(BatchValidationError);
+    await expect(
+      loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: [{ action: "upsert", sequence: 1, data: { id: "one" } }] }),
+    ).rejects.toBeInstanceOf(BatchValidationError);
     expect(await ctx.query("select to_regclass($1)::text as t", [`"${t}"`])).toEqual([{ t: null }]);
   });
 });

@@ -22,7 +22,9 @@ describe.each(PATHS)("values ($path path)", ({ copyThreshold }) => {
     await loader.loadBatch({
       table_name: t,
       key_names: ["id"],
-      schema: { properties: { id: { type: "integer" }, at: { type: "string", format: "date-time" }, d: { type: "string", format: "date" } } },
+      schema: {
+        properties: { id: { type: "integer" }, at: { type: "string", format: "date-time" }, d: { type: "string", format: "date" } },
+      },
       messages: values.map((at, id) => ({ action: "upsert", sequence: 1, data: { id, at, d: "2024-02-29" } })),
     });
     const rows = await ctx.query<{ at: string; d: string }>(`select to_json(at)#>>'{}' as at, d::text from "${t}" order by id`);
@@ -32,7 +34,12 @@ describe.each(PATHS)("values ($path path)", ({ copyThreshold }) => {
     expect(rows.every((r) => r.d === "2024-02-29")).toBe(true);
     // And with microseconds.
     const t2 = uniqueTable("micro");
-    await loader.loadBatch({ table_name: t2, key_names: ["id"], schema: { properties: { id: { type: "integer" }, at: { type: "string", format: "date-time" } } }, messages: [{ action: "upsert", sequence: 1, data: { id: 1, at: "2019-11-26T22:29:16.123456+02:00" } }] });
+    await loader.loadBatch({
+      table_name: t2,
+      key_names: ["id"],
+      schema: { properties: { id: { type: "integer" }, at: { type: "string", format: "date-time" } } },
+      messages: [{ action: "upsert", sequence: 1, data: { id: 1, at: "2019-11-26T22:29:16.123456+02:00" } }],
+    });
     expect(await ctx.query(`select extract(epoch from at)::text as e from "${t2}"`)).toEqual([{ e: "1574800156.123456" }]);
   });
 
@@ -65,7 +72,10 @@ describe.each(PATHS)("values ($path path)", ({ copyThreshold }) => {
       table_name: t,
       key_names: ["id"],
       schema: { properties: { id: { type: "integer" }, s: { type: ["null", "string"] } } },
-      messages: [...strings.map((s, id) => ({ action: "upsert", sequence: 1, data: { id, s } })), { action: "upsert", sequence: 1, data: { id: 100, s: null } }],
+      messages: [
+        ...strings.map((s, id) => ({ action: "upsert", sequence: 1, data: { id, s } })),
+        { action: "upsert", sequence: 1, data: { id: 100, s: null } },
+      ],
     });
     const rows = await ctx.query<{ s: string | null }>(`select s from "${t}" order by id`);
     expect(rows.map((r) => r.s)).toEqual([...strings, null]);
@@ -78,7 +88,9 @@ describe.each(PATHS)("values ($path path)", ({ copyThreshold }) => {
       "messages": [{"action": "upsert", "sequence": 1, "data": {"id": 1, "doc": {"a": {"b": [1, 2.5, "x", null, true]}, "big": 1795465705836060200, "dec": 12345678901234567890.5, "s": "tab\\there"}, "list": [[], {}, "NULL", ""]}}]}`;
     await loader.loadBatch(parseJson(text));
     const [row] = await ctx.query<{ doc: string; list: string }>(`select doc::text, list::text from "${t}"`);
-    expect(parseJson(row?.doc ?? "")).toEqual(parseJson(`{"a": {"b": [1, 2.5, "x", null, true]}, "big": 1795465705836060200, "dec": 12345678901234567890.5, "s": "tab\\there"}`));
+    expect(parseJson(row?.doc ?? "")).toEqual(
+      parseJson(`{"a": {"b": [1, 2.5, "x", null, true]}, "big": 1795465705836060200, "dec": 12345678901234567890.5, "s": "tab\\there"}`),
+    );
     expect(row?.doc).toContain("1795465705836060200");
     expect(row?.doc).toContain("12345678901234567890.5");
     expect(JSON.parse(row?.list ?? "")).toEqual([[], {}, "NULL", ""]);
@@ -120,7 +132,11 @@ describe.each(PATHS)("values ($path path)", ({ copyThreshold }) => {
         ],
       } as Batch)
       .catch((e: unknown) => e);
-    expect((err as BatchValidationError).issues.map((i) => i.path)).toEqual(["/messages/0/data/at", "/messages/1/data/at", "/messages/2/data/d"]);
+    expect((err as BatchValidationError).issues.map((i) => i.path)).toEqual([
+      "/messages/0/data/at",
+      "/messages/1/data/at",
+      "/messages/2/data/d",
+    ]);
   });
 });
 
@@ -147,21 +163,40 @@ describe("JSON schemas as real senders write them", () => {
       key_names: ["id"],
       schema,
       messages: [
-        { action: "upsert", sequence: 1, data: { id: 1, price: 1.27589, amount: 19.99, ts: "2020-01-13T21:25:03+0000", label: "a", day: null, capped: 99.5 } },
+        {
+          action: "upsert",
+          sequence: 1,
+          data: { id: 1, price: 1.27589, amount: 19.99, ts: "2020-01-13T21:25:03+0000", label: "a", day: null, capped: 99.5 },
+        },
         { action: "upsert", sequence: 1, data: { id: 2, price: null, amount: 0.07, ts: null, label: 7 } },
         { action: "upsert", sequence: 1, data: { id: 3, amount: 4.35 } },
       ],
     });
     expect(r.inserted).toBe(3);
-    expect(await ctx.query(`select id, price::text, amount::text, ts is not null as has_ts, label, day, capped::text from "${t}" order by id`)).toEqual([
+    expect(
+      await ctx.query(`select id, price::text, amount::text, ts is not null as has_ts, label, day, capped::text from "${t}" order by id`),
+    ).toEqual([
       { id: "1", price: "1.27589", amount: "19.99", has_ts: true, label: "a", day: null, capped: "99.5" },
       { id: "2", price: null, amount: "0.07", has_ts: false, label: "7", day: null, capped: null },
       { id: "3", price: null, amount: "4.35", has_ts: false, label: null, day: null, capped: null },
     ]);
-    const cols = await ctx.query<{ n: string }>("select attname::text as n from pg_attribute where attrelid = $1::regclass and attnum > 0 order by attnum", [`"${t}"`]);
+    const cols = await ctx.query<{ n: string }>(
+      "select attname::text as n from pg_attribute where attrelid = $1::regclass and attnum > 0 order by attnum",
+      [`"${t}"`],
+    );
     expect(cols.map((c) => c.n)).not.toContain("only_null");
     // additionalProperties: false and exclusiveMaximum (draft 4) are enforced.
-    const err = await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: [{ action: "upsert", sequence: 2, data: { id: 4, amount: 1, extra: 1 } }, { action: "upsert", sequence: 2, data: { id: 5, amount: 1, capped: 100 } }] }).catch((e: unknown) => e);
+    const err = await loader
+      .loadBatch({
+        table_name: t,
+        key_names: ["id"],
+        schema,
+        messages: [
+          { action: "upsert", sequence: 2, data: { id: 4, amount: 1, extra: 1 } },
+          { action: "upsert", sequence: 2, data: { id: 5, amount: 1, capped: 100 } },
+        ],
+      })
+      .catch((e: unknown) => e);
     expect((err as BatchValidationError).issues.map((i) => [i.index, i.path])).toEqual([
       [0, "/messages/0/data"],
       [1, "/messages/1/data/capped"],
