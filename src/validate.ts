@@ -122,11 +122,30 @@ function toPlainNumbers(v: unknown): unknown {
   return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, toPlainNumbers(x)]));
 }
 
-function describeAjvError(e: ErrorObject): string {
+/** The JSON type name of a value, as a sender would say it. */
+function jsonTypeOf(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  if (typeof v === "bigint" || isLosslessNumber(v)) return "integer";
+  if (typeof v === "number") return Number.isInteger(v) ? "integer" : "number";
+  return typeof v;
+}
+
+/** The value at a JSON Pointer (Ajv's instancePath) inside `root`. */
+function valueAt(root: unknown, path: string): unknown {
+  let v = root;
+  for (const raw of path.split("/").slice(1)) {
+    const key = raw.replaceAll("~1", "/").replaceAll("~0", "~");
+    v = typeof v === "object" && v !== null ? (v as Record<string, unknown>)[key] : undefined;
+  }
+  return v;
+}
+
+function describeAjvError(e: ErrorObject, data: unknown): string {
   const p = e.params as Record<string, unknown>;
   switch (e.keyword) {
     case "type":
-      return `expected type ${String(p.type)}`;
+      return `expected type ${String(p.type).replaceAll(",", " or ")}, found ${jsonTypeOf(valueAt(data, e.instancePath))}`;
     case "required":
       return `required property ${JSON.stringify(p.missingProperty)} is missing`;
     case "additionalProperties":
@@ -337,7 +356,7 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
           const check = compileProperty(properties[k]);
           if (check !== null && !check(hasExoticNumbers(v) ? toPlainNumbers(v) : v)) {
             for (const e of check.errors ?? [])
-              problem(index, `${base}/data${pointer(k)}${e.instancePath}`, `does not conform to the schema: ${describeAjvError(e)}`);
+              problem(index, `${base}/data${pointer(k)}${e.instancePath}`, `does not conform to the schema: ${describeAjvError(e, v)}`);
           }
         }
       }
@@ -345,7 +364,7 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
         const view = hasExoticNumbers(record) ? toPlainNumbers(record) : record;
         if (!validateData(view)) {
           for (const e of validateData.errors ?? []) {
-            problem(index, `${base}/data${e.instancePath}`, `does not conform to the schema: ${describeAjvError(e)}`);
+            problem(index, `${base}/data${e.instancePath}`, `does not conform to the schema: ${describeAjvError(e, view)}`);
           }
         }
       }

@@ -187,7 +187,7 @@ describe("seqload serve", () => {
     expect(a.status).toBe(400);
     const error = (a.json as { error: string }).error;
     expect(error.split("\n")).toEqual([
-      "Record 1 did not conform to schema: #/name: expected type null,string",
+      "Record 1 did not conform to schema: #/name: expected type null or string, found integer",
       "Request failed validation:#/messages/2/sequence: sequence must be an integer, got the fraction 3.5",
       "Record 2 is missing key property id",
     ]);
@@ -279,7 +279,7 @@ describe("seqload serve", () => {
     const ok = await post(base, "/v2/import/validate", batch("validated", [up(1, 1, "x")]), auth);
     expect([ok.status, ok.json]).toEqual([200, { status: "OK", message: "Batch is valid!" }]);
     const bad = await post(base, "/v2/import/validate", batch("validated", [{ action: "upsert", sequence: 1, data: { id: "one" } }]), auth);
-    expect([bad.status, bad.json]).toEqual([400, { error: "Record 0 did not conform to schema: #/id: expected type integer" }]);
+    expect([bad.status, bad.json]).toEqual([400, { error: "Record 0 did not conform to schema: #/id: expected type integer, found string" }]);
     const push = await post(
       base,
       "/v2/import/validate",

@@ -52,7 +52,7 @@ describe("validateBatch (no database)", () => {
     expect(byIndex(3)[0]).toMatch(/^\/messages\/3\/sequence: .*above the signed 64-bit maximum/);
     expect(byIndex(4)).toContain('/messages/4/data/id: key property "id" is missing');
     expect(byIndex(5)).toContain('/messages/5/data/id: key property "id" is null');
-    expect(byIndex(6)).toEqual(["/messages/6/data/name: does not conform to the schema: expected type string"]);
+    expect(byIndex(6)).toEqual(["/messages/6/data/name: does not conform to the schema: expected type string, found integer"]);
     expect(byIndex(7)[0]).toMatch(/^\/messages\/7\/action: unknown action "merge"/);
     expect(byIndex(8)[0]).toMatch(/^\/messages\/8\/sequence: sequence must be a finite integer/);
     expect(byIndex(9)[0]).toMatch(/^\/messages\/9\/sequence: sequence must be a decimal integer/);
