@@ -1,5 +1,8 @@
 -- Everything seqload needs to know about one table, in one round trip.
--- $1: the quoted, qualified table name ("schema"."table").
+-- $1: schema name, $2: table name (raw, unquoted).
+-- The table is looked up in pg_class under the statement's snapshot, like its columns. (to_regclass
+-- would use the catalog cache, which can already see a table committed after this snapshot was
+-- taken, and the column list read under the snapshot would then come back empty.)
 SELECT
   c.oid IS NOT NULL AS exists,
   coalesce((
@@ -14,4 +17,8 @@ SELECT
     JOIN pg_attribute a ON a.attrelid = pk.conrelid AND a.attnum = k.attnum
     WHERE pk.conrelid = c.oid AND pk.contype = 'p'
   ) AS key_names
-FROM (SELECT to_regclass($1) AS oid) AS c
+FROM (SELECT NULL::int) AS one
+LEFT JOIN LATERAL (
+  SELECT cl.oid FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace
+  WHERE n.nspname = $1 AND cl.relname = $2 AND cl.relkind IN ('r', 'p')
+) AS c ON true

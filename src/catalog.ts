@@ -1,7 +1,6 @@
 /** Reading a table's shape from PostgreSQL's catalog, and caching it per loader. */
 import type pg from "pg";
 import { type ColumnType, columnTypeFromCatalog } from "./columns.js";
-import { quoteQualified } from "./identifiers.js";
 import { loadSql } from "./sql.js";
 
 export interface TableInfo {
@@ -15,9 +14,7 @@ export interface TableInfo {
 type Queryable = Pick<pg.ClientBase, "query">;
 
 export async function readTableInfo(db: Queryable, schema: string, table: string): Promise<TableInfo> {
-  const r = await db.query<{ exists: boolean; columns: [string, string][]; key_names: string[] | null }>(loadSql("table-info"), [
-    quoteQualified(schema, table),
-  ]);
+  const r = await db.query<{ exists: boolean; columns: [string, string][]; key_names: string[] | null }>(loadSql("table-info"), [schema, table]);
   const row = r.rows[0];
   if (row === undefined || !row.exists) return { exists: false, columns: new Map(), keyNames: [] };
   const columns = new Map<string, ColumnType | "other">();

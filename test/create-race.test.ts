@@ -1,6 +1,7 @@
 // Several loaders creating the same new table at the same moment: all succeed, one table.
 import pg from "pg";
 import { describe, expect, it } from "vitest";
+import { readTableInfo } from "../src/catalog.js";
 import { createLoader } from "../src/index.js";
 import { PATHS, uniqueTable, useDatabase } from "./helpers/context.js";
 
@@ -35,6 +36,48 @@ describe.each(PATHS)("concurrent first loads ($path path)", ({ copyThreshold }) 
         `select count(*)::int as n, min(who)::text as who, min(_sequence)::text as seq from "${t}"`,
       );
       expect(rows).toEqual([{ n: 100, who: "7", seq: "1007" }]);
+    } finally {
+      await Promise.all(loaders.map((l) => l.close()));
+    }
+  });
+});
+
+describe("reading a table's shape while another loader creates it", () => {
+  it("reads the table and its columns under one snapshot (regression: a table committed after the snapshot came back with no columns)", async () => {
+    const creator = new pg.Client({ connectionString: ctx.url });
+    const reader = new pg.Client({ connectionString: ctx.url });
+    await creator.connect();
+    await reader.connect();
+    try {
+      const t = uniqueTable("snap");
+      await creator.query("begin");
+      await creator.query(`create table "${t}" (id bigint primary key, _sequence bigint not null, _loaded_at timestamptz not null default now(), _deleted_at timestamptz)`);
+      // The reader's snapshot predates the commit; catalog caches would already see the table.
+      await reader.query("begin isolation level repeatable read");
+      await reader.query("select 1");
+      await creator.query("commit");
+      const info = await readTableInfo(reader, "public", t);
+      await reader.query("commit");
+      // Either not there yet, or there with all its columns: never there without columns.
+      expect(info.exists === false || info.columns.has("_sequence")).toBe(true);
+      expect(await readTableInfo(reader, "public", t)).toMatchObject({ exists: true, keyNames: ["id"] });
+    } finally {
+      await creator.end();
+      await reader.end();
+    }
+  });
+
+  it("never sees a half-created table (regression: to_regclass saw the new table, the column list did not)", async () => {
+    const loaders = await Promise.all(Array.from({ length: 6 }, () => createLoader({ connectionString: ctx.url, poolSize: 1 })));
+    try {
+      for (let round = 0; round < 25; round++) {
+        const t = uniqueTable("halfseen");
+        const results = await Promise.allSettled(
+          loaders.map((l, i) => l.loadBatch({ table_name: t, key_names: ["id"], schema, messages: [{ action: "upsert", sequence: i, data: { id: i % 3, who: i } }] })),
+        );
+        const failures = results.filter((r) => r.status === "rejected").map((r) => String((r as PromiseRejectedResult).reason));
+        expect(failures).toEqual([]);
+      }
     } finally {
       await Promise.all(loaders.map((l) => l.close()));
     }
