@@ -1,0 +1,90 @@
+// The CLI's input splitter: the same batches, lines and columns whatever the chunk boundaries.
+import { describe, expect, it } from "vitest";
+import { BatchSplitter, type RawBatch, SplitError } from "../src/cli/splitter.js";
+
+function split(text: string, chunkSize: number): (RawBatch & { incomplete?: boolean })[] {
+  const s = new BatchSplitter();
+  const out: (RawBatch & { incomplete?: boolean })[] = [];
+  for (let i = 0; i < text.length; i += chunkSize) out.push(...s.push(text.slice(i, i + chunkSize)));
+  out.push(...s.end());
+  return out;
+}
+
+/** Every chunk size from 1 to 9, and the whole text at once, must agree. */
+function splitAll(text: string): RawBatch[] {
+  const whole = split(text, text.length || 1);
+  for (let n = 1; n <= 9; n++) expect(split(text, n), `chunk size ${n}`).toEqual(whole);
+  return whole;
+}
+
+const brief = (batches: RawBatch[]) => batches.map((b) => [b.text.trim(), b.line, b.column]);
+
+describe("BatchSplitter", () => {
+  it("JSON Lines: one batch per line, blank lines and CRLF tolerated, braces inside strings ignored", () => {
+    const text = '\n{"a":"}{\\"["}\r\n\n  {"b":[1,{"c":2}]}\n{"d":"\\\\"}';
+    expect(brief(splitAll(text))).toEqual([
+      ['{"a":"}{\\"["}', 2, 1],
+      ['{"b":[1,{"c":2}]}', 4, 1],
+      ['{"d":"\\\\"}', 5, 1],
+    ]);
+  });
+
+  it("a pretty-printed object, and several of them in a row", () => {
+    const one = '{\n  "table_name": "t",\n  "messages": [{"x": "}"}]\n}\n';
+    expect(brief(splitAll(one))).toEqual([[one.trim(), 1, 1]]);
+    const two = `${one}\n  ${one}`;
+    expect(brief(splitAll(two))).toEqual([
+      [one.trim(), 1, 1],
+      [one.trim(), 6, 3],
+    ]);
+  });
+
+  it("an array of batches: its elements one by one, with where each starts", () => {
+    const text = '[\n  {"a": "],"},\n  {"b": [[1], 2]} ,{"c": {}}\n]\n';
+    expect(brief(splitAll(text))).toEqual([
+      ['{"a": "],"}', 2, 3],
+      ['{"b": [[1], 2]}', 3, 3],
+      ['{"c": {}}', 3, 20],
+    ]);
+    expect(splitAll("[]")).toEqual([]);
+    // Scalars are handed on (the loader rejects them as batches).
+    expect(brief(splitAll('[1, "x"]'))).toEqual([
+      ["1", 1, 2],
+      ['"x"', 1, 5],
+    ]);
+  });
+
+  it("skips a byte order mark", () => {
+    expect(brief(splitAll('\uFEFF{"a":1}\n'))).toEqual([['{"a":1}', 1, 1]]);
+  });
+
+  it("reports structure errors with their position", () => {
+    const err = (text: string) => {
+      try {
+        split(text, 3);
+      } catch (e) {
+        if (e instanceof SplitError) return [e.line, e.column, e.reason];
+        throw e;
+      }
+      return null;
+    };
+    expect(err("")).toEqual([1, 1, expect.stringContaining("the input is empty")]);
+    expect(err("\n  x")).toEqual([2, 3, expect.stringContaining('unexpected "x"')]);
+    expect(err("[1,,2]")).toEqual([1, 4, expect.stringContaining("unexpected ','")]);
+    expect(err('[{"a":1}\n{"b":2}]')).toEqual([2, 1, expect.stringContaining("expected ',' or ']'")]);
+    expect(err('[{"a":1},]')).toEqual([1, 10, expect.stringContaining("unexpected ']' after ','")]);
+    expect(err('[{"a":1}')).toEqual([1, 9, expect.stringContaining("not closed")]);
+    expect(err('[{"a":1}] x')).toEqual([1, 11, expect.stringContaining("after the closing ']'")]);
+    expect(err('{\n"a":1\n}\n]')).toEqual([4, 1, expect.stringContaining("after the end of a batch object")]);
+  });
+
+  it("hands unclosed objects and stray text to the parser, which says where they break", () => {
+    expect(split('{\n"a": [1,\n', 4)).toEqual([{ text: '{\n"a": [1,\n', line: 1, column: 1, incomplete: true }]);
+    // JSON Lines: the rest of a line after its object is a line of its own (and fails to parse).
+    expect(brief(splitAll('{"a":1}}\n{"b":2}\n'))).toEqual([
+      ['{"a":1}', 1, 1],
+      ["}", 1, 8],
+      ['{"b":2}', 2, 1],
+    ]);
+  });
+});
