@@ -150,6 +150,17 @@ function isConnectionLoss(e: Error & { code?: string }): boolean {
   return /Connection terminated|connection error|Client has encountered a connection error|not queryable/i.test(e.message);
 }
 
+/** Failures that can only happen while opening a connection: nothing was sent, nothing written. */
+const CONNECT_FAILURES: Readonly<Record<string, { hint: string; retryable: boolean }>> = {
+  ECONNREFUSED: { hint: "is the server running, and are host and port right?", retryable: true },
+  ENOTFOUND: { hint: "is the host name right?", retryable: false },
+  EAI_AGAIN: { hint: "the host name could not be resolved right now", retryable: true },
+  "28P01": { hint: "are the user name and password right?", retryable: false },
+  "28000": { hint: "does pg_hba.conf allow this user, database and address?", retryable: false },
+  "3D000": { hint: "does the database exist?", retryable: false },
+  "57P03": { hint: "the server is starting up or shutting down; try again shortly", retryable: true },
+};
+
 /** Is this PostgreSQL error worth retrying inside the loader? */
 export function isTransient(e: unknown): boolean {
   return isPgLike(e) && typeof (e as PgLikeError).code === "string" && TRANSIENT_CODES[(e as PgLikeError).code as string] !== undefined;
@@ -163,11 +174,19 @@ export function isConnectionError(e: unknown): boolean {
  * Turn anything thrown while talking to PostgreSQL into a SeqloadError. `what` says what seqload
  * was doing, e.g. `loading table "customers"`.
  */
-export function wrapPgError(e: unknown, what: string, opts: { replaySafe?: boolean } = {}): SeqloadError {
+export function wrapPgError(e: unknown, what: string, opts: { replaySafe?: boolean; target?: string } = {}): SeqloadError {
   if (e instanceof SeqloadError) return e;
   if (!isPgLike(e)) return new SeqloadError("INTERNAL", `${what}: ${String(e)}`, { cause: e });
   const pg = e as PgLikeError & Error;
   const state = pg.code;
+  const connect = state === undefined ? undefined : CONNECT_FAILURES[state];
+  if (connect !== undefined) {
+    return new ConnectionError(
+      `could not connect to PostgreSQL${opts.target ? ` at ${opts.target}` : ""} (${pg.message}): ${connect.hint} Nothing was written.`,
+      e,
+      connect.retryable,
+    );
+  }
   const detail = pg.detail ? ` (${pg.detail})` : "";
   const replaySafe = opts.replaySafe ?? true;
   if (isConnectionLoss(pg as Error & { code?: string })) {

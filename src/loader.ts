@@ -12,7 +12,7 @@ import { type CollapsedBatch, collapseBatch } from "./collapse.js";
 import { ConnectionError, RetryExhaustedError, SeqloadError, isConnectionError, isTransient, wrapPgError } from "./errors.js";
 import { quoteIdent, quoteQualified } from "./identifiers.js";
 import { LOCK_NAMESPACE, isUpToDate, migrateUp } from "./migrate.js";
-import { type LoaderOptions, type ResolvedOptions, checkout, makePool, resolveOptions } from "./options.js";
+import { type LoaderOptions, type ResolvedOptions, checkout, makePool, redactUrl, resolveOptions } from "./options.js";
 import { type TablePlan, alterTableSql, createTableSql, needsDdl, planTable } from "./plan.js";
 import { loadSql } from "./sql.js";
 import { STAGE_TABLE, arrayParams, copyRows, createStageSql, stageColumnNames, unnestSource } from "./stage.js";
@@ -58,6 +58,8 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
   // An idle pooled connection that dies (server restart, terminated backend) emits 'error' on the
   // pool; without a listener that would crash the process. The pool drops the client by itself.
   pool.on("error", () => {});
+  // Named in connection errors, password hidden.
+  const target = input.connectionString ? redactUrl(input.connectionString) : undefined;
   const tables = new Map<string, TableInfo>();
   const stats: LoaderStats = { batches: 0, retries: 0, replans: 0 };
   let ready: Promise<void> | null = null;
@@ -74,7 +76,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
       }
     } catch (e) {
       ready = null; // let the next call try again
-      throw wrapPgError(e, "preparing the database (migrations, target schema)");
+      throw wrapPgError(e, "preparing the database (migrations, target schema)", { target });
     }
   }
 
@@ -300,9 +302,9 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
         // have lost the COMMIT's answer: safe to replay for keyed tables (the guard makes it a no-op),
         // not for append-only ones, where a replay could append the rows twice.
         const retryable = isTransient(e) || (isConnectionError(e) && v.keyNames.length > 0);
-        if (!retryable) throw wrapPgError(e, what, { replaySafe: v.keyNames.length > 0 });
+        if (!retryable) throw wrapPgError(e, what, { replaySafe: v.keyNames.length > 0, target });
         if (attempt >= options.maxRetries) {
-          const wrapped = wrapPgError(e, what, { replaySafe: v.keyNames.length > 0 });
+          const wrapped = wrapPgError(e, what, { replaySafe: v.keyNames.length > 0, target });
           if (wrapped instanceof ConnectionError) throw wrapped;
           throw new RetryExhaustedError(
             "RETRY_EXHAUSTED",

@@ -203,3 +203,27 @@ describe("PostgreSQL restarted between batches", () => {
     }
   }, 120_000);
 });
+
+describe("connection failures", () => {
+  it("a refused connection names the URL (password hidden) and what to check, and says nothing was written", async () => {
+    const loader = await createLoader({ connectionString: "postgres://someone:s3cret@127.0.0.1:1/nowhere", maxRetries: 0 });
+    const err = await loader.loadBatch({ table_name: "t", key_names: ["id"], schema, messages: rows(1, 1, "x") }).catch((e: unknown) => e);
+    await loader.close();
+    expect(err).toBeInstanceOf(ConnectionError);
+    expect((err as Error).message).toMatch(
+      /^could not connect to PostgreSQL at postgres:\/\/someone:\*\*\*@127\.0\.0\.1:1\/nowhere \(connect ECONNREFUSED.*is the server running.*Nothing was written\.$/,
+    );
+    expect((err as Error).message).not.toContain("s3cret");
+  });
+
+  it("a database that does not exist is named as such, not retryable", async () => {
+    const url = new URL(ctx.url);
+    url.pathname = "/no_such_database_here";
+    const loader = await createLoader({ connectionString: url.toString(), maxRetries: 0 });
+    const err = await loader.loadBatch({ table_name: "t", key_names: ["id"], schema, messages: rows(1, 1, "x") }).catch((e: unknown) => e);
+    await loader.close();
+    expect(err).toBeInstanceOf(ConnectionError);
+    expect((err as ConnectionError).retryable).toBe(false);
+    expect((err as Error).message).toMatch(/does the database exist\?/);
+  });
+});
