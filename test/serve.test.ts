@@ -265,7 +265,7 @@ describe("seqload serve", () => {
     const a = await post(dead.url, "/v2/import/batch", batch("dead", [up(1, 1, "x")]), auth);
     expect(a.status).toBe(503);
     expect(a.headers.get("retry-after")).toBe("5");
-    expect(a.json).toMatchObject({ status: "ERROR", message: expect.stringContaining("connection to PostgreSQL") });
+    expect(a.json).toMatchObject({ status: "ERROR", message: expect.stringContaining("could not connect to PostgreSQL") });
 
     expect((await post(base, "/v2/import/batch", batch("trigger", [up(1, 1, "x")]), auth)).status).toBe(201);
     await q(`create function boom() returns trigger language plpgsql as $$ begin raise exception 'boom from a trigger'; end $$;
