@@ -14,7 +14,10 @@ export interface TableInfo {
 type Queryable = Pick<pg.ClientBase, "query">;
 
 export async function readTableInfo(db: Queryable, schema: string, table: string): Promise<TableInfo> {
-  const r = await db.query<{ exists: boolean; columns: [string, string][]; key_names: string[] | null }>(loadSql("table-info"), [schema, table]);
+  const r = await db.query<{ exists: boolean; columns: [string, string][]; key_names: string[] | null }>(loadSql("table-info"), [
+    schema,
+    table,
+  ]);
   const row = r.rows[0];
   if (row === undefined || !row.exists) return { exists: false, columns: new Map(), keyNames: [] };
   const columns = new Map<string, ColumnType | "other">();

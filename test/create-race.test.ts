@@ -51,7 +51,9 @@ describe("reading a table's shape while another loader creates it", () => {
     try {
       const t = uniqueTable("snap");
       await creator.query("begin");
-      await creator.query(`create table "${t}" (id bigint primary key, _sequence bigint not null, _loaded_at timestamptz not null default now(), _deleted_at timestamptz)`);
+      await creator.query(
+        `create table "${t}" (id bigint primary key, _sequence bigint not null, _loaded_at timestamptz not null default now(), _deleted_at timestamptz)`,
+      );
       // The reader's snapshot predates the commit; catalog caches would already see the table.
       await reader.query("begin isolation level repeatable read");
       await reader.query("select 1");
@@ -73,7 +75,14 @@ describe("reading a table's shape while another loader creates it", () => {
       for (let round = 0; round < 25; round++) {
         const t = uniqueTable("halfseen");
         const results = await Promise.allSettled(
-          loaders.map((l, i) => l.loadBatch({ table_name: t, key_names: ["id"], schema, messages: [{ action: "upsert", sequence: i, data: { id: i % 3, who: i } }] })),
+          loaders.map((l, i) =>
+            l.loadBatch({
+              table_name: t,
+              key_names: ["id"],
+              schema,
+              messages: [{ action: "upsert", sequence: i, data: { id: i % 3, who: i } }],
+            }),
+          ),
         );
         const failures = results.filter((r) => r.status === "rejected").map((r) => String((r as PromiseRejectedResult).reason));
         expect(failures).toEqual([]);

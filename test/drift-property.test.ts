@@ -136,21 +136,19 @@ describe("property: drifting schemas never lose or alter a value", () => {
     let run = 0;
     await fc.assert(
       fc.asyncProperty(
-        fc
-          .array(batchArb, { minLength: 1, maxLength: 4 })
-          .chain((batches) =>
+        fc.array(batchArb, { minLength: 1, maxLength: 4 }).chain((batches) =>
+          fc.tuple(
+            fc.constant(batches),
             fc.tuple(
-              fc.constant(batches),
-              fc.tuple(
-                ...batches.map((b) =>
-                  fc.array(fc.tuple(...b.kinds.map((k) => fc.option(valueOf[k], { nil: null, freq: 4 }))), {
-                    minLength: b.rows,
-                    maxLength: b.rows,
-                  }),
-                ),
+              ...batches.map((b) =>
+                fc.array(fc.tuple(...b.kinds.map((k) => fc.option(valueOf[k], { nil: null, freq: 4 }))), {
+                  minLength: b.rows,
+                  maxLength: b.rows,
+                }),
               ),
             ),
           ),
+        ),
         async ([batches, values]) => {
           run += 1;
           const t = `drift_${run}`;

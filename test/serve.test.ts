@@ -279,7 +279,10 @@ describe("seqload serve", () => {
     const ok = await post(base, "/v2/import/validate", batch("validated", [up(1, 1, "x")]), auth);
     expect([ok.status, ok.json]).toEqual([200, { status: "OK", message: "Batch is valid!" }]);
     const bad = await post(base, "/v2/import/validate", batch("validated", [{ action: "upsert", sequence: 1, data: { id: "one" } }]), auth);
-    expect([bad.status, bad.json]).toEqual([400, { error: "Record 0 did not conform to schema: #/id: expected type integer, found string" }]);
+    expect([bad.status, bad.json]).toEqual([
+      400,
+      { error: "Record 0 did not conform to schema: #/id: expected type integer, found string" },
+    ]);
     const push = await post(
       base,
       "/v2/import/validate",
