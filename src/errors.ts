@@ -35,7 +35,7 @@ export class BatchValidationError extends SeqloadError {
     if (issues.length > 20) shown.push(`  - … and ${issues.length - 20} more`);
     super(
       "BATCH_INVALID",
-      `batch${table === null ? "" : ` for table "${table}"`} is invalid (${issues.length} problem${issues.length === 1 ? "" : "s"}); nothing was written:\n${shown.join("\n")}`,
+      `batch${table === null ? "" : ` for table ${JSON.stringify(table.length > 80 ? `${table.slice(0, 80)}…` : table)}`} is invalid (${issues.length} problem${issues.length === 1 ? "" : "s"}); nothing was written:\n${shown.join("\n")}`,
     );
     this.issues = issues;
     this.table = table;
@@ -43,7 +43,8 @@ export class BatchValidationError extends SeqloadError {
 }
 
 function describeIssue(issue: ValidationIssue): string {
-  const where = issue.index === null ? issue.path || "batch" : `message ${issue.index} (${issue.path})`;
+  const path = issue.path.length > 200 ? `${issue.path.slice(0, 200)}…` : issue.path;
+  const where = issue.index === null ? path || "batch" : `message ${issue.index} (${path})`;
   return `${where}: ${issue.message}`;
 }
 

@@ -9,15 +9,23 @@ export const MAX_IDENTIFIER_BYTES = 63;
 /** Columns seqload adds to every table; a property with one of these names is refused. */
 export const SYSTEM_COLUMNS = ["_sequence", "_loaded_at", "_deleted_at", "_table_version"] as const;
 
+/** PostgreSQL's own hidden columns on every table; a column cannot take these names. */
+export const POSTGRES_SYSTEM_COLUMNS = ["tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"] as const;
+
+/** A name as shown in messages: quoted, and cut short if huge. */
+export function showName(name: string): string {
+  return JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name);
+}
+
 /** Returns a problem description, or null when `name` can be used as an identifier as is. */
 export function identifierProblem(name: unknown, what: string): string | null {
   if (typeof name !== "string") return `${what} must be a string`;
   if (name.length === 0) return `${what} must not be empty`;
-  if (name.includes("\0")) return `${what} ${JSON.stringify(name)} contains a NUL character, which PostgreSQL cannot store`;
-  if (!name.isWellFormed()) return `${what} ${JSON.stringify(name)} is not well-formed Unicode (lone surrogate)`;
+  if (name.includes("\0")) return `${what} ${showName(name)} contains a NUL character, which PostgreSQL cannot store`;
+  if (!name.isWellFormed()) return `${what} ${showName(name)} is not well-formed Unicode (lone surrogate)`;
   const bytes = Buffer.byteLength(name, "utf8");
   if (bytes > MAX_IDENTIFIER_BYTES) {
-    return `${what} ${JSON.stringify(name)} is ${bytes} bytes long; PostgreSQL identifiers hold at most ${MAX_IDENTIFIER_BYTES} bytes and longer ones are silently truncated (two names could collide), so seqload refuses it`;
+    return `${what} ${showName(name)} is ${bytes} bytes long; PostgreSQL identifiers hold at most ${MAX_IDENTIFIER_BYTES} bytes and longer ones are silently truncated (two names could collide), so seqload refuses it`;
   }
   return null;
 }

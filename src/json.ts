@@ -7,34 +7,40 @@
  */
 import { LosslessNumber, parse as losslessParse } from "lossless-json";
 
-/** Can a double hold this JSON number token exactly (as a decimal value)? */
-function fitsDouble(token: string): boolean {
-  // 15 significant decimal digits always round-trip through a double.
-  let digits = 0;
-  let leading = true;
-  for (let i = 0; i < token.length; i++) {
-    const ch = token.charCodeAt(i);
-    if (ch === 101 || ch === 69) break; // e / E
-    if (ch < 48 || ch > 57) continue;
-    if (leading && ch === 48) continue;
-    leading = false;
-    digits++;
-  }
-  return digits <= 15;
-}
-
 const INTEGER = /^-?\d+$/;
 
+/**
+ * A JSON number token as a value that writes back exactly as it was written: a plain number when
+ * JavaScript prints the double exactly so ("19.99", "0.1", "100"), a bigint for longer integers,
+ * else a LosslessNumber holding the text ("1.00", "1E+2", "1e-400", "12345678901234567890.5").
+ */
 export function parseNumberToken(token: string): number | bigint | LosslessNumber {
-  if (fitsDouble(token)) {
-    const n = Number(token);
-    if (Number.isFinite(n)) return n;
-  }
+  const n = Number(token);
   if (INTEGER.test(token)) {
-    const b = BigInt(token);
-    return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
+    // "1795465705836060200" prints back the same from a double, yet the double is ...160: integers
+    // beyond 2^53 are bigints.
+    if (Number.isSafeInteger(n)) return String(n) === token ? n : new LosslessNumber(token); // "-0", "007"
+    return BigInt(token);
   }
-  return new LosslessNumber(token);
+  return String(n) === token ? n : new LosslessNumber(token);
+}
+
+/** Where nesting first goes deeper than `limit` (strings skipped), for the error message. */
+function tooDeepAt(text: string, limit: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92)
+        i++; // backslash: skip the escaped character
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 91 || c === 123) {
+      if (++depth > limit) return i;
+    } else if (c === 93 || c === 125) depth--;
+  }
+  return -1;
 }
 
 /**
@@ -42,5 +48,16 @@ export function parseNumberToken(token: string): number | bigint | LosslessNumbe
  * and on a duplicated key in one object (JSON.parse would silently keep the last one).
  */
 export function parseJson(text: string): unknown {
-  return losslessParse(text, undefined, parseNumberToken);
+  try {
+    return losslessParse(text, undefined, parseNumberToken);
+  } catch (e) {
+    // The parser is recursive: absurdly deep nesting exhausts the stack. Say so, as a JSON error.
+    if (e instanceof RangeError) {
+      const at = tooDeepAt(text, 1000);
+      throw new SyntaxError(
+        `JSON is nested too deeply to parse: more than 1000 levels of arrays or objects${at >= 0 ? ` at position ${at}` : ""}`,
+      );
+    }
+    throw e;
+  }
 }

@@ -22,7 +22,7 @@ export function parseSequence(value: unknown): bigint | string {
     }
     n = BigInt(value);
   } else if (typeof value === "string" || isLosslessNumber(value)) {
-    const text = typeof value === "string" ? value.trim() : value.value;
+    const text = typeof value === "string" ? value : value.value;
     if (!DECIMAL_INTEGER.test(text))
       return `must be a decimal integer, got ${JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text)}`;
     n = BigInt(text);

@@ -5,12 +5,13 @@
 import AjvDraft04Module from "ajv-draft-04";
 import type { ErrorObject, ValidateFunction } from "ajv-draft-04";
 import { isLosslessNumber } from "lossless-json";
+import { RE2JS } from "re2js";
 import { type ColumnType, columnTypeForSchema } from "./columns.js";
 import { BatchValidationError, type ValidationIssue } from "./errors.js";
-import { SYSTEM_COLUMNS, identifierProblem } from "./identifiers.js";
+import { POSTGRES_SYSTEM_COLUMNS, SYSTEM_COLUMNS, identifierProblem, showName } from "./identifiers.js";
 import { parseSequence } from "./sequence.js";
 import type { JsonSchema } from "./types.js";
-import { dateProblem, dateTimeProblem, fitsInt64, isNumeric, jsonText, numericText } from "./values.js";
+import { dateProblem, dateTimeProblem, exactInteger, fitsInt64, isNumeric, jsonText, numericRangeProblem } from "./values.js";
 
 export type Action = "upsert" | "delete" | "activate_version";
 
@@ -44,6 +45,7 @@ const ALLOWED_TOP_LEVEL = new Set(["table_name", "key_names", "schema", "message
 const ALLOWED_MESSAGE_FIELDS = new Set(["action", "sequence", "data", "time_extracted"]);
 const ACTIONS = new Set<string>(["upsert", "delete", "activate_version"]);
 const SYSTEM = new Set<string>(SYSTEM_COLUMNS);
+const PG_SYSTEM = new Set<string>(POSTGRES_SYSTEM_COLUMNS);
 /** PostgreSQL's hard limit on columns per table. */
 const MAX_COLUMNS = 1600;
 /** Deeper JSON than this is refused: PostgreSQL's jsonb parser would hit its stack depth limit. */
@@ -67,7 +69,17 @@ export function pointer(...parts: (string | number)[]): string {
 // ajv-draft-04 is CommonJS with a default export; under NodeNext ESM the class sits on .default.
 const AjvDraft04 = ((AjvDraft04Module as unknown as { default?: typeof AjvDraft04Module }).default ??
   AjvDraft04Module) as unknown as typeof AjvDraft04Module.default;
+// Schema "pattern"s run on RE2 (linear time): a sender's pattern like ^(a+)+$ cannot hang the
+// loader the way a backtracking RegExp would.
+const re2Engine = Object.assign(
+  (pattern: string) => {
+    const re = RE2JS.compile(pattern);
+    return { test: (s: string) => re.matcher(s).find() };
+  },
+  { code: "re2js" },
+);
 const ajv = new AjvDraft04({
+  code: { regExp: re2Engine },
   allErrors: true,
   strict: false,
   validateFormats: false,
@@ -208,6 +220,15 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
       const nameProblem = identifierProblem(name, "property name");
       if (nameProblem) {
         problem(null, path, nameProblem);
+        schemaOk = false;
+        continue;
+      }
+      if (PG_SYSTEM.has(name)) {
+        problem(
+          null,
+          path,
+          `property ${JSON.stringify(name)} is the name of a PostgreSQL system column (${POSTGRES_SYSTEM_COLUMNS.join(", ")}); rename it`,
+        );
         schemaOk = false;
         continue;
       }
@@ -393,8 +414,17 @@ function checkValues(
     if (onlyKeysOf !== null && !onlyKeysOf.has(name) && !columns.has(name)) continue;
     if (typeof v === "string") {
       if (v.includes("\0")) problem(index, `${base}${pointer(name)}`, "text contains U+0000 (NUL), which PostgreSQL cannot store");
+      else if (!v.isWellFormed())
+        problem(
+          index,
+          `${base}${pointer(name)}`,
+          "text contains a lone UTF-16 surrogate (not valid Unicode), which PostgreSQL cannot store as UTF-8",
+        );
     } else if (typeof v === "number") {
       if (!Number.isFinite(v)) problem(index, `${base}${pointer(name)}`, `${v} is not a JSON number`);
+    } else if (isLosslessNumber(v)) {
+      const range = numericRangeProblem(v);
+      if (range !== null) problem(index, `${base}${pointer(name)}`, range);
     } else if (typeof v === "object") {
       const t = columns.get(name);
       if (t === "jsonb" || t === undefined) {
@@ -408,6 +438,16 @@ function checkValues(
         if (text.length > 2 * MAX_JSON_DEPTH && jsonDepthExceeds(v, MAX_JSON_DEPTH)) {
           problem(index, `${base}${pointer(name)}`, `is nested more than ${MAX_JSON_DEPTH} levels deep`);
           continue;
+        }
+        if (LONE_SURROGATE_ESCAPE.test(text))
+          problem(
+            index,
+            `${base}${pointer(name)}`,
+            "contains a lone UTF-16 surrogate (not valid Unicode), which PostgreSQL jsonb cannot store",
+          );
+        if (hasExoticNumbers(v)) {
+          const range = firstNumericRangeProblem(v);
+          if (range !== null) problem(index, `${base}${pointer(name)}`, range);
         }
         if (text.includes("\\u0000"))
           problem(index, `${base}${pointer(name)}`, "contains U+0000 (NUL), which PostgreSQL jsonb cannot store");
@@ -424,11 +464,29 @@ function checkValues(
   }
   for (const name of intColumns) {
     const v = record[name];
-    if (v !== undefined && v !== null && isNumeric(v) && !fitsInt64(v) && /^[+-]?\d+$/.test(numericText(v))) {
+    if (v !== undefined && v !== null && isNumeric(v) && exactInteger(v) === null) {
+      problem(index, `${base}${pointer(name)}`, `${typeof v === "object" ? v.value : String(v)} is not an integer`);
+      continue;
+    }
+    if (v !== undefined && v !== null && isNumeric(v) && !fitsInt64(v)) {
       // An integer beyond int64: stored exactly in a numeric column instead (see plan).
       columns.set(name, "numeric");
     }
   }
+}
+
+// JSON.stringify writes surrogate pairs as characters and lone surrogates as \udXXX escapes; an odd
+// run of backslashes before "u" marks a real escape, not an escaped backslash followed by "u".
+const LONE_SURROGATE_ESCAPE = /(?<!\\)(?:\\\\)*\\u[dD][89a-fA-F][0-9a-fA-F]{2}/;
+
+function firstNumericRangeProblem(v: unknown, depth = 0): string | null {
+  if (isLosslessNumber(v)) return numericRangeProblem(v);
+  if (typeof v !== "object" || v === null || depth > 1000) return null;
+  for (const x of Object.values(v)) {
+    const p = firstNumericRangeProblem(x, depth + 1);
+    if (p !== null) return p;
+  }
+  return null;
 }
 
 /** Iterative, so that a hostile depth cannot overflow the stack here. */

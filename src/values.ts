@@ -23,13 +23,55 @@ export function numericText(v: number | bigint | { value: string }): string {
   return v.value;
 }
 
+/**
+ * The exact integer a JSON number denotes (e.g. 1E+2 → 100n, 9007199254740993.0 → 9007199254740993n),
+ * or null when it is not an integer.
+ */
+export function exactInteger(v: number | bigint | { value: string }): bigint | null {
+  if (typeof v === "bigint") return v;
+  if (typeof v === "number") return Number.isInteger(v) ? BigInt(v) : null;
+  const m = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(v.value);
+  if (m === null) return null;
+  const exp = Number(m[4] ?? 0);
+  if (Math.abs(exp) > 100_000) return null;
+  let digits = (m[2] ?? "") + (m[3] ?? "");
+  let scale = (m[3] ?? "").length - exp; // value = digits × 10^-scale
+  while (scale > 0 && digits.endsWith("0")) {
+    digits = digits.slice(0, -1);
+    scale -= 1;
+  }
+  if (scale > 0 && /[1-9]/.test(digits)) return null;
+  if (scale > 0) return 0n;
+  const n = BigInt(`${digits || "0"}${"0".repeat(-scale)}`);
+  return m[1] === "-" ? -n : n;
+}
+
+/**
+ * Why PostgreSQL's numeric cannot hold this number exactly, or null. numeric holds up to 131072
+ * digits before the decimal point and 16383 after it.
+ */
+export function numericRangeProblem(v: number | bigint | { value: string }): string | null {
+  if (typeof v !== "object") return null;
+  const c = canonicalDecimal(v.value); // digits e exponent
+  const m = /^-?(\d+)e(-?\d+)$/.exec(c);
+  if (m === null) return null;
+  const digits = (m[1] as string).length;
+  const exp = Number(m[2]);
+  if (digits + exp > 131072)
+    return `${abbreviate(v.value)} is too large for PostgreSQL numeric (at most 131072 digits before the decimal point)`;
+  if (-exp > 16383)
+    return `${abbreviate(v.value)} has more than 16383 digits after the decimal point, which PostgreSQL numeric cannot hold`;
+  return null;
+}
+
+function abbreviate(s: string): string {
+  return s.length > 40 ? `${s.slice(0, 40)}…` : s;
+}
+
 /** Does this integer-valued number fit a bigint column? */
 export function fitsInt64(v: number | bigint | { value: string }): boolean {
-  if (typeof v === "number") return Number.isSafeInteger(v) || (Number.isInteger(v) && BigInt(v) <= INT64_MAX && BigInt(v) >= INT64_MIN);
-  const text = typeof v === "bigint" ? v.toString() : v.value;
-  if (!/^[+-]?\d+$/.test(text)) return false;
-  const n = BigInt(text);
-  return n <= INT64_MAX && n >= INT64_MIN;
+  const n = exactInteger(v);
+  return n !== null && n <= INT64_MAX && n >= INT64_MIN;
 }
 
 /** JSON text for a jsonb value, keeping big integers and exact decimals exact. */
@@ -62,10 +104,22 @@ export function dateTimeProblem(s: string): string | null {
   const m = DATE_TIME.exec(s);
   if (m === null)
     return `${JSON.stringify(s.length > 60 ? `${s.slice(0, 60)}…` : s)} is not an ISO 8601 date-time (e.g. 2019-11-26T22:29:16Z)`;
-  const [, y, mo, d, h, mi, sec, , off] = m;
+  const [, y, mo, d, h, mi, sec, frac, off] = m;
   if (!validYmd(Number(y), Number(mo), Number(d))) return `${JSON.stringify(s)} is not a valid calendar date`;
-  if (Number(h) > 24 || Number(mi) > 59 || Number(sec ?? 0) > 60) return `${JSON.stringify(s)} has an invalid time of day`;
-  if (off !== undefined && off.length > 1 && Number(off.slice(1, 3)) > 15) return `${JSON.stringify(s)} has an invalid offset`;
+  if (
+    Number(h) > 24 ||
+    Number(mi) > 59 ||
+    Number(sec ?? 0) > 60 ||
+    (Number(h) === 24 && (Number(mi) > 0 || Number(sec ?? 0) > 0 || /[1-9]/.test(frac ?? "")))
+  )
+    return `${JSON.stringify(s)} has an invalid time of day`;
+  if (off !== undefined && off.length > 1) {
+    const digits = off.slice(1).replace(":", "");
+    if (Number(digits.slice(0, 2)) > 15 || Number(digits.slice(2, 4) || 0) > 59) return `${JSON.stringify(s)} has an invalid offset`;
+  }
+  // PostgreSQL keeps microseconds; more digits would be rounded, i.e. silently altered.
+  if (frac !== undefined && frac.length - 1 > 6 && /[1-9]/.test(frac.slice(7)))
+    return `${JSON.stringify(s)} has more than 6 fractional second digits; PostgreSQL stores microseconds`;
   return null;
 }
 
@@ -97,6 +151,10 @@ export function encodeValue(value: unknown, type: ColumnType): string | null {
       return typeof value === "string" ? timestampText(value) : String(value);
     case "boolean":
       return value === true ? "true" : value === false ? "false" : String(value);
+    case "bigint":
+      // 1E+2 or 9007199254740993.0 are integers, but not in the syntax bigint input accepts.
+      if (isNumeric(value)) return (exactInteger(value) ?? numericText(value)).toString();
+      return String(value);
     default:
       if (typeof value === "string") return value;
       if (isNumeric(value)) return numericText(value);

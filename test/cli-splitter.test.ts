@@ -1,5 +1,6 @@
 // The CLI's input splitter: the same batches, lines and columns whatever the chunk boundaries.
 import { describe, expect, it } from "vitest";
+import { firstInvalidUtf8 } from "../src/cli/input.js";
 import { BatchSplitter, type RawBatch, SplitError } from "../src/cli/splitter.js";
 
 function split(text: string, chunkSize: number): (RawBatch & { incomplete?: boolean })[] {
@@ -80,11 +81,27 @@ describe("BatchSplitter", () => {
 
   it("hands unclosed objects and stray text to the parser, which says where they break", () => {
     expect(split('{\n"a": [1,\n', 4)).toEqual([{ text: '{\n"a": [1,\n', line: 1, column: 1, incomplete: true }]);
-    // JSON Lines: the rest of a line after its object is a line of its own (and fails to parse).
-    expect(brief(splitAll('{"a":1}}\n{"b":2}\n'))).toEqual([
+    // JSON Lines: text after the first object on its line makes that line malformed; the object
+    // is not handed out (it would otherwise load before the error is seen).
+    expect(() => splitAll('{"a":1}}\n{"b":2}\n')).toThrow(expect.objectContaining({ line: 1, column: 8 }));
+    expect(() => splitAll('{"a":1} xyz')).toThrow(/after the batch object on the same line/);
+    // A later line is cut whole and handed to the parser, which fails on it.
+    expect(brief(splitAll('{"a":1}\n{"b":2} xyz\n'))).toEqual([
       ['{"a":1}', 1, 1],
-      ["}", 1, 8],
-      ['{"b":2}', 2, 1],
+      ['{"b":2} xyz', 2, 1],
     ]);
+  });
+});
+
+describe("firstInvalidUtf8", () => {
+  it("finds the first byte that starts no well-formed UTF-8 sequence", () => {
+    const at = (bytes: number[]) => firstInvalidUtf8(new Uint8Array(bytes));
+    expect(at([0x61, 0x62])).toBe(-1);
+    expect(at([0xf0, 0x9f, 0x8e, 0x89, 0xc3, 0xa9])).toBe(-1); // 🎉 é
+    expect(at([0x61, 0xff, 0xfe])).toBe(1);
+    expect(at([0xc0, 0xaf])).toBe(0); // overlong "/"
+    expect(at([0xed, 0xa0, 0xbd])).toBe(0); // encoded surrogate (CESU-8)
+    expect(at([0x61, 0xe2, 0x82])).toBe(1); // cut short
+    expect(at([0x41, 0xe9, 0x41])).toBe(1); // Latin-1 é
   });
 });

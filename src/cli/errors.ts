@@ -34,10 +34,16 @@ export class InputSyntaxError extends CliError {
 
 const SHOWN_ISSUES = 50;
 
+/** A name or path as shown in a message: whole unless huge (a 1 MB name must not flood stderr). */
+function cut(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
 /** One line per problem: the message index and the JSON path inside the batch. */
 export function formatIssues(issues: readonly ValidationIssue[]): string[] {
   const lines = issues.slice(0, SHOWN_ISSUES).map((i) => {
-    const where = i.index === null ? i.path || "(batch)" : `message ${i.index} at ${i.path}`;
+    const path = cut(i.path, 200);
+    const where = i.index === null ? path || "(batch)" : `message ${i.index} at ${path}`;
     return `  - ${where}: ${i.message}`;
   });
   if (issues.length > SHOWN_ISSUES) lines.push(`  - … and ${issues.length - SHOWN_ISSUES} more`);
@@ -52,7 +58,7 @@ export function batchPlace(file: string, line: number, batch: number): string {
 /** An error raised while handling one batch, with the batch's place in front. */
 export function batchError(place: string, e: unknown): CliError {
   if (e instanceof BatchValidationError) {
-    const table = e.table === null ? "" : ` for table "${e.table}"`;
+    const table = e.table === null ? "" : ` for table ${JSON.stringify(cut(e.table, 80))}`;
     const n = e.issues.length;
     return new CliError(
       [`${place}: invalid batch${table}, ${n} problem${n === 1 ? "" : "s"}; nothing from it was written:`, ...formatIssues(e.issues)].join(

@@ -4,7 +4,6 @@
  */
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
-import { parse as losslessParse } from "lossless-json";
 import { parseJson } from "../json.js";
 import { CliError, EXIT_INVALID_INPUT, InputSyntaxError } from "./errors.js";
 import { BatchSplitter, type RawBatch, SplitError } from "./splitter.js";
@@ -76,9 +75,20 @@ export async function* readBatches(input: Input, counter: ReadCounter = { bytes:
     try {
       return chunk === undefined ? decoder.decode() : decoder.decode(chunk, { stream: true });
     } catch {
-      const end = offset + (chunk?.byteLength ?? 0);
+      // Where exactly: the first byte that starts no valid UTF-8 sequence (a sequence cut by the
+      // chunk boundary is found when the next chunk fails, or at the end: then the chunk's start).
+      const bad = chunk === undefined ? 0 : Math.max(0, firstInvalidUtf8(chunk));
+      let line = splitter.currentLine;
+      let lineStart = -1;
+      for (let i = 0; chunk !== undefined && i < bad; i++) {
+        if (chunk[i] === 10) {
+          line++;
+          lineStart = i;
+        }
+      }
+      const column = lineStart === -1 && line === splitter.currentLine ? bad + 1 : bad - lineStart;
       throw new CliError(
-        `${input.name}: invalid UTF-8 after line ${splitter.currentLine} (between bytes ${offset} and ${end}); ` +
+        `${input.name}:${line}:${column}: invalid UTF-8 (byte offset ${offset + bad}); ` +
           "seqload reads UTF-8 text only: convert the file first (e.g. iconv -f latin1 -t utf-8)",
         EXIT_INVALID_INPUT,
       );
@@ -135,7 +145,7 @@ function parseRaw(input: Input, number: number, raw: RawBatch & { incomplete?: b
  */
 function locateSyntaxError(text: string): { offset: number; reason: string } {
   try {
-    losslessParse(text);
+    parseJson(text);
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     const m = /^(.*) at position (\d+)$/s.exec(message);
@@ -153,4 +163,38 @@ function positionIn(raw: RawBatch, offset: number): { line: number; column: numb
     lineStart = i;
   }
   return { line, column: lineStart === -1 ? raw.column + offset : offset - lineStart };
+}
+
+/** Offset of the first byte that does not begin a well-formed UTF-8 sequence, or -1. */
+export function firstInvalidUtf8(bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length;) {
+    const b = bytes[i] as number;
+    let need: number;
+    let min: number;
+    if (b < 0x80) {
+      i++;
+      continue;
+    } else if (b >= 0xc2 && b <= 0xdf) {
+      need = 1;
+      min = 0x80;
+    } else if (b >= 0xe0 && b <= 0xef) {
+      need = 2;
+      min = 0x800;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      need = 3;
+      min = 0x10000;
+    } else {
+      return i; // continuation byte out of place, C0/C1 (overlong), F5–FF
+    }
+    if (i + need >= bytes.length) return i; // cut short
+    let cp = b & (0x3f >> need);
+    for (let k = 1; k <= need; k++) {
+      const c = bytes[i + k] as number;
+      if ((c & 0xc0) !== 0x80) return i;
+      cp = (cp << 6) | (c & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i; // overlong, too big, surrogate
+    i += need + 1;
+  }
+  return -1;
 }

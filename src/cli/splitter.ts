@@ -66,6 +66,8 @@ export class BatchSplitter {
   /** Array mode: a ',' was read and no element has started since. */
   private afterComma = false;
   private atStart = true;
+  /** JSON Lines: the first batch, held back until the rest of its line is known to be blank. */
+  private pendingFirst: RawBatch | null = null;
 
   /** The line of the next character, for messages about the raw input. */
   get currentLine(): number {
@@ -98,8 +100,12 @@ export class BatchSplitter {
     this.pieces = [];
     const at = { line: this.valueLine, column: this.valueColumn };
     switch (this.mode) {
-      case "lines":
-        return BLANK.test(rest) ? [] : [{ text: rest, ...at }];
+      case "lines": {
+        if (this.pendingFirst === null) return BLANK.test(rest) ? [] : [{ text: rest, ...at }];
+        const out: RawBatch[] = [];
+        this.releaseFirst(rest, out);
+        return out;
+      }
       case "start":
         throw new SplitError("the input is empty: expected a batch object, an array of batches, or JSON Lines", this.line, this.column);
       case "end":
@@ -232,12 +238,16 @@ export class BatchSplitter {
         if (this.depth === top) {
           this.advance(c);
           const spansLines = this.valueSpansLines;
-          out.push(this.takeValue(chunk, i + 1));
+          const batch = this.takeValue(chunk, i + 1);
           if (top === 0 && this.count === 1 && !spansLines) {
-            // The first object fits on its line: JSON Lines. The rest of this line counts as a line.
+            // The first object fits on its line: JSON Lines. It is handed out only once the rest
+            // of its line is known to be blank ("{…} xyz" is one malformed line, not two).
+            this.pendingFirst = batch;
             this.mode = "lines";
             this.valueLine = this.line;
             this.valueColumn = this.column;
+          } else {
+            out.push(batch);
           }
           return i + 1;
         }
@@ -249,6 +259,21 @@ export class BatchSplitter {
       this.advance(c);
     }
     return i;
+  }
+
+  /** `rest` is what followed the first batch on its line: blank, or the line is malformed. */
+  private releaseFirst(rest: string, out: RawBatch[]): void {
+    const first = this.pendingFirst as RawBatch;
+    this.pendingFirst = null;
+    const junk = rest.search(/\S/);
+    if (junk !== -1) {
+      throw new SplitError(
+        `unexpected ${show(rest.charCodeAt(junk))} after the batch object on the same line (JSON Lines hold one batch per line)`,
+        this.valueLine,
+        this.valueColumn + junk,
+      );
+    }
+    out.push(first);
   }
 
   /** JSON Lines: every line is one batch; blank lines are skipped. */
@@ -263,7 +288,8 @@ export class BatchSplitter {
       this.pieces.push(chunk.slice(start, nl));
       const text = this.pieces.length === 1 ? (this.pieces[0] as string) : this.pieces.join("");
       this.pieces = [];
-      if (!BLANK.test(text)) out.push({ text, line: this.valueLine, column: this.valueColumn });
+      if (this.pendingFirst !== null) this.releaseFirst(text, out);
+      else if (!BLANK.test(text)) out.push({ text, line: this.valueLine, column: this.valueColumn });
       this.line++;
       this.valueLine = this.line;
       this.valueColumn = 1;
