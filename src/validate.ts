@@ -327,7 +327,7 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
     for (let index = 0; index < rawMessages.length; index++) {
       if (issues.length >= maxIssues) break;
       const m = rawMessages[index] as unknown;
-      const base = pointer("messages", index);
+      const base = `/messages/${index}`; // an index needs no JSON Pointer escaping
       if (typeof m !== "object" || m === null || Array.isArray(m)) {
         problem(index, base, "a message must be an object");
         continue;
@@ -464,6 +464,7 @@ function checkValues(
   }
   for (const name of intColumns) {
     const v = record[name];
+    if (typeof v === "number" && Number.isSafeInteger(v)) continue; // the common case, decided cheaply
     if (v !== undefined && v !== null && isNumeric(v) && exactInteger(v) === null) {
       problem(index, `${base}${pointer(name)}`, `${typeof v === "object" ? v.value : String(v)} is not an integer`);
       continue;

@@ -91,10 +91,11 @@ export function jsonText(v: unknown): string {
 const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?\s*([Zz]|[+-]\d{2}(?::?\d{2})?)?$/;
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 
+const DAYS_IN_MONTH = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]; // February: leap years checked below
+
 function validYmd(y: number, m: number, d: number): boolean {
   if (y < 1 || m < 1 || m > 12 || d < 1) return false;
-  const days = new Date(Date.UTC(2000, m, 0)).getUTCDate(); // days in month (leap year 2000 for Feb)
-  if (d > days) return false;
+  if (d > (DAYS_IN_MONTH[m] as number)) return false;
   if (m === 2 && d === 29) return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
   return true;
 }
@@ -133,6 +134,8 @@ export function dateProblem(s: string): string | null {
 
 /** A date-time with no offset is read as UTC, whatever the server's TimeZone. */
 function timestampText(s: string): string {
+  const last = s.charCodeAt(s.length - 1);
+  if (last === 90 || last === 122) return s; // ends in Z: has its offset
   const m = DATE_TIME.exec(s);
   if (m !== null && m[8] === undefined) return `${s.trimEnd()}Z`;
   return s;
@@ -152,6 +155,7 @@ export function encodeValue(value: unknown, type: ColumnType): string | null {
     case "boolean":
       return value === true ? "true" : value === false ? "false" : String(value);
     case "bigint":
+      if (typeof value === "number" && Number.isSafeInteger(value)) return String(value);
       // 1E+2 or 9007199254740993.0 are integers, but not in the syntax bigint input accepts.
       if (isNumeric(value)) return (exactInteger(value) ?? numericText(value)).toString();
       return String(value);
