@@ -19,6 +19,12 @@ export interface ApplySqlInput {
   tableVersionParam: number | null;
   /** Number of the first log parameter ($n): schema, table, received, collapsed, staged, min, max, table version follow; null = no log row here. */
   firstLogParam: number | null;
+  /**
+   * Filter out stale rows before ON CONFLICT. Only for the COPY path: the small-batch statement is
+   * prepared once per connection, and its generic plan (made while the table was small) would
+   * turn the filter into a scan of the whole table on every batch.
+   */
+  prefilter: boolean;
   /** Number of the parameter holding the count of staged rows (needed for `skipped`). */
   stagedParam: number;
 }
@@ -55,8 +61,10 @@ export function applySql(input: ApplySqlInput): string {
     // Rows whose stored version is already as new never reach ON CONFLICT, which would lock (and
     // so write) every such row just to find the guard false. Racy on its own, but only ever as an
     // optimisation: the guard in ON CONFLICT still decides for every row that gets through.
-    const match = keyNames.map((k, i) => `x.${quoteIdent(k)} = s.c${keyPositions[i]}`).join(" AND ");
-    prefilter = `WHERE NOT EXISTS (SELECT 1 FROM ${quotedTable} AS x WHERE ${match} AND x."_sequence" >= s._sequence)`;
+    if (input.prefilter) {
+      const match = keyNames.map((k, i) => `x.${quoteIdent(k)} = s.c${keyPositions[i]}`).join(" AND ");
+      prefilter = `WHERE NOT EXISTS (SELECT 1 FROM ${quotedTable} AS x WHERE ${match} AND x."_sequence" >= s._sequence)`;
+    }
   }
   const p = input.firstLogParam;
   const log =

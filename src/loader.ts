@@ -161,6 +161,8 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
       let params: unknown[] = [];
       if (copy) {
         await client.query(createStageSql(c));
+        // The key-order sort of a large batch would spill to disk at the default 4MB.
+        await client.query("SET LOCAL work_mem = '256MB'");
         await copyRows(client, STAGE_TABLE, stageColumnNames(c), c.rows, "flag");
       } else {
         params = arrayParams(c);
@@ -180,6 +182,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
         source,
         tableVersionParam,
         stagedParam,
+        prefilter: copy,
         firstLogParam,
       });
       // The array-parameter statement's text depends only on the table's shape, so it is prepared
