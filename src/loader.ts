@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import type pg from "pg";
 import { type ApplyCounts, activateVersionSql, applySql, logParams } from "./apply.js";
 import { type TableInfo, readTableInfo } from "./catalog.js";
-import { type CollapsedBatch, collapseBatch } from "./collapse.js";
+import { type CollapsedBatch, type StagedRow, collapseBatch } from "./collapse.js";
 import { ConnectionError, RetryExhaustedError, SeqloadError, isConnectionError, isTransient, wrapPgError } from "./errors.js";
 import { quoteIdent, quoteQualified } from "./identifiers.js";
 import { LOCK_NAMESPACE, isUpToDate, migrateUp } from "./migrate.js";
@@ -51,6 +51,29 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Thrown inside a transaction when the world changed under us (e.g. the table appeared): start over. */
 class Replan extends Error {}
+
+/**
+ * The rows sorted by key, approximately as PostgreSQL orders them (numbers numerically, text by
+ * code unit). Only a speed-up: nothing depends on the order being exact.
+ */
+function inKeyOrder(c: CollapsedBatch, keyNames: string[]): StagedRow[] {
+  if (keyNames.length === 0 || c.rows.length < 2) return c.rows;
+  const at = c.columns.indexOf(keyNames[0] as string);
+  const type = c.types[at];
+  if (type === "bigint" || type === "numeric") {
+    const keys = new Float64Array(c.rows.length);
+    c.rows.forEach((r, i) => {
+      keys[i] = Number(r.cells[at]);
+    });
+    const order = Uint32Array.from(c.rows.keys()).sort((a, b) => (keys[a] as number) - (keys[b] as number));
+    return Array.from(order, (i) => c.rows[i] as StagedRow);
+  }
+  return [...c.rows].sort((a, b) => {
+    const x = a.cells[at] ?? "";
+    const y = b.cells[at] ?? "";
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+}
 
 export async function createLoader(input: LoaderOptions): Promise<Loader> {
   const options = resolveOptions(input);
@@ -231,7 +254,8 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
       let result: LoadResult;
       if (c.rows.length >= options.copyThreshold && c.activations.length === 0 && v.tableVersion === null) {
         // Nothing can conflict in a table this transaction created and still holds: COPY straight in.
-        await copyRows(client, quoteQualified(options.schema, v.table), c.columns.map(quoteIdent), c.rows, "timestamp");
+        // In key order, the primary key index is built by appending instead of random inserts.
+        await copyRows(client, quoteQualified(options.schema, v.table), c.columns.map(quoteIdent), inKeyOrder(c, v.keyNames), "timestamp");
         const deleted = c.rows.reduce((n, r) => n + (r.isDelete ? 1 : 0), 0);
         result = {
           table: v.table,
