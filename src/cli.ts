@@ -9,6 +9,7 @@
 import { readFileSync } from "node:fs";
 import { Argument, Command, CommanderError, Option } from "commander";
 import { describeError, EXIT_FAILURE, EXIT_OK } from "./cli/errors.js";
+import type { ServeFlags } from "./cli/serve.js";
 import { flushOutput, processIo } from "./cli/io.js";
 
 // Each command's module is imported when it runs, so --help and validate start fast and
@@ -197,19 +198,10 @@ Examples:
   $ SEQLOAD_TOKENS=tok1,tok2 seqload serve --host 0.0.0.0 --port 8080 --database-url postgres://localhost/warehouse
   $ seqload serve --insecure-no-auth     # local trials only`,
     )
-    .action(
-      async (flags: {
-        port?: string;
-        host?: string;
-        databaseUrl?: string;
-        schema?: string;
-        token?: string[];
-        insecureNoAuth?: boolean;
-      }) => {
-        const { serveCommand } = await import("./cli/serve.js");
-        process.exitCode = await serveCommand(flags, io);
-      },
-    );
+    .action(async (flags: ServeFlags) => {
+      const { serveCommand } = await import("./cli/serve.js");
+      process.exitCode = await serveCommand(flags, io);
+    });
 
   return program;
 }

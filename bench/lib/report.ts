@@ -1,14 +1,8 @@
 /** The human-readable table the bench prints. */
+import type { LoadResult } from "../../src/index.js";
 import type { LatencySummary } from "./stats.js";
 
-export interface LoadCounts {
-  received: number;
-  collapsed: number;
-  inserted: number;
-  updated: number;
-  deleted: number;
-  skipped: number;
-}
+export type LoadCounts = Omit<LoadResult, "table">;
 
 export interface Measurement {
   /** "ref", "a" … "g". */

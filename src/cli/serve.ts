@@ -2,7 +2,6 @@
  * `seqload serve`: the Import API over HTTP (src/serve.ts) on the database the other commands
  * use. This file only turns flags into startServer's options and handles the shutdown signals.
  */
-import type { LoaderOptions } from "../index.js";
 import { openDatabase } from "./database.js";
 import { CliError, EXIT_OK } from "./errors.js";
 import type { Io } from "./io.js";
@@ -19,18 +18,6 @@ export interface ServeFlags {
 const DEFAULT_PORT = 8080;
 const DEFAULT_HOST = "127.0.0.1";
 
-/** What src/serve.ts exports. */
-interface ServeModule {
-  startServer(opts: {
-    loaderOptions: LoaderOptions;
-    port: number;
-    host: string;
-    tokens: string[];
-    insecureNoAuth: boolean;
-    log: (line: string) => void;
-  }): Promise<{ url: string; close(): Promise<void> }>;
-}
-
 /** --token values first, then SEQLOAD_TOKENS (comma-separated); blanks and repeats dropped. */
 export function resolveTokens(flags: string[] | undefined, env: string | undefined): string[] {
   const all = [...(flags ?? []), ...(env ?? "").split(",")].map((t) => t.trim()).filter((t) => t !== "");
@@ -44,23 +31,6 @@ function parsePort(text: string | undefined): number {
   return port;
 }
 
-async function loadServeModule(): Promise<ServeModule> {
-  // A computed specifier: this file compiles whether or not src/serve.ts is part of the build.
-  const specifier = new URL("../serve.js", import.meta.url).href;
-  let mod: Partial<ServeModule>;
-  try {
-    mod = (await import(specifier)) as Partial<ServeModule>;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ERR_MODULE_NOT_FOUND" && (e as Error).message.includes("serve.js")) {
-      throw new CliError("seqload serve is not available in this build (its HTTP server module, serve.js, is missing)");
-    }
-    throw e;
-  }
-  if (typeof mod.startServer !== "function")
-    throw new CliError("seqload serve is not available in this build (serve.js has no startServer)");
-  return mod as ServeModule;
-}
-
 export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
   const port = parsePort(flags.port);
   const host = flags.host ?? DEFAULT_HOST;
@@ -72,7 +42,8 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
         "clients then send `Authorization: Bearer TOKEN`. To accept requests without a token, pass --insecure-no-auth.",
     );
   }
-  const { startServer } = await loadServeModule();
+  // Loaded only when serving, so that the other commands never load fastify.
+  const { startServer } = await import("../serve.js");
   const db = await openDatabase({ databaseUrl: flags.databaseUrl, log: io.err, poolSize: 10 });
   let server: { url: string; close(): Promise<void> };
   try {
