@@ -1,11 +1,13 @@
 /**
- * Step 4 of the data path: encode every message into the text PostgreSQL reads and collapse the
- * batch's own duplicates in one O(n) pass: per key the highest sequence wins; on a tie the
- * message later in the batch wins. Keyless (append-only) batches keep every message.
+ * Step 4 of the data path: collapse the batch's own duplicates in one O(n) pass over the keys
+ * only: per key the highest sequence wins; on a tie the message later in the batch wins.
+ * Keyless (append-only) batches keep every message. Encoding the winners into the text
+ * PostgreSQL reads happens later, row by row, while they are sent (stage.ts): a large batch is
+ * never held a second time as encoded rows.
  */
 import type { ColumnType } from "./columns.js";
-import { canonicalKeyText, encodeValue } from "./values.js";
-import type { ValidatedBatch } from "./validate.js";
+import { canonicalKeyText, encodeValue, exactInteger, isNumeric } from "./values.js";
+import type { ValidatedBatch, ValidatedMessage } from "./validate.js";
 
 export interface StagedRow {
   /** Encoded value per staged column (null = SQL NULL). */
@@ -19,13 +21,31 @@ export interface CollapsedBatch {
   /** Staged column names, in table order. */
   columns: string[];
   types: ColumnType[];
-  rows: StagedRow[];
+  /** Key column names (empty for an append-only table). */
+  keyNames: string[];
+  /** The messages that become rows (upserts and deletes that won their key), in batch order. */
+  winners: ValidatedMessage[];
+  /** How many of the winners are deletes. */
+  deletes: number;
   /** Messages dropped because another message for the same key won. */
   collapsed: number;
   minSequence: bigint | null;
   maxSequence: bigint | null;
   /** activate_version messages (not rows). */
   activations: bigint[];
+}
+
+/** A Map key for one key value: equal for values PostgreSQL finds equal in a column of `type`. */
+function keyPart(value: unknown, type: ColumnType): string | number {
+  if (type === "bigint") {
+    // The common case without building a string: a safe integer is its own key.
+    if (typeof value === "number" && Number.isSafeInteger(value)) return value;
+    if (isNumeric(value)) {
+      const n = exactInteger(value);
+      if (n !== null) return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString();
+    }
+  }
+  return canonicalKeyText(encodeValue(value, type) as string, type);
 }
 
 export function collapseBatch(batch: ValidatedBatch, tableColumns: Map<string, ColumnType | "other">): CollapsedBatch {
@@ -36,10 +56,10 @@ export function collapseBatch(batch: ValidatedBatch, tableColumns: Map<string, C
     columns.push(name);
     types.push(type);
   }
-  const keyPositions = batch.keyNames.map((k) => columns.indexOf(k));
-  const keyTypes = keyPositions.map((p) => types[p] as ColumnType);
-  const rows: StagedRow[] = [];
-  const byKey = new Map<string, number>();
+  const keyNames = batch.keyNames;
+  const keyTypes = keyNames.map((k) => types[columns.indexOf(k)] as ColumnType);
+  const winners: ValidatedMessage[] = [];
+  const byKey = new Map<string | number, number>();
   let collapsed = 0;
   let minSequence: bigint | null = null;
   let maxSequence: bigint | null = null;
@@ -52,33 +72,46 @@ export function collapseBatch(batch: ValidatedBatch, tableColumns: Map<string, C
       activations.push(m.sequence);
       continue;
     }
-    const data = m.data as Record<string, unknown>;
-    const isDelete = m.action === "delete";
-    const cells = new Array<string | null>(columns.length);
-    for (let i = 0; i < columns.length; i++) {
-      // A delete carries the key; the row's other columns are kept by the apply step.
-      cells[i] =
-        isDelete && !batch.keyNames.includes(columns[i] as string) ? null : encodeValue(data[columns[i] as string], types[i] as ColumnType);
-    }
-    const row: StagedRow = { cells, sequence: m.sequence, isDelete };
-    if (keyPositions.length === 0) {
-      rows.push(row);
+    if (keyNames.length === 0) {
+      winners.push(m);
       continue;
     }
-    let key = "";
-    for (let k = 0; k < keyPositions.length; k++) {
-      const text = canonicalKeyText(cells[keyPositions[k] as number] as string, keyTypes[k] as ColumnType);
+    const data = m.data as Record<string, unknown>;
+    let key: string | number = keyPart(data[keyNames[0] as string], keyTypes[0] as ColumnType);
+    for (let k = 1; k < keyNames.length; k++) {
       // NUL cannot occur in validated text, so it separates composite key parts unambiguously.
-      key = k === 0 ? text : `${key}\u0000${text}`;
+      key = `${key}\u0000${keyPart(data[keyNames[k] as string], keyTypes[k] as ColumnType)}`;
     }
     const at = byKey.get(key);
     if (at === undefined) {
-      byKey.set(key, rows.length);
-      rows.push(row);
+      byKey.set(key, winners.length);
+      winners.push(m);
     } else {
       collapsed++;
-      if (m.sequence >= (rows[at] as StagedRow).sequence) rows[at] = row; // tie: the later message wins
+      if (m.sequence >= (winners[at] as ValidatedMessage).sequence) winners[at] = m; // tie: the later message wins
     }
   }
-  return { columns, types, rows, collapsed, minSequence, maxSequence, activations };
+  let deletes = 0;
+  for (const m of winners) if (m.action === "delete") deletes++;
+  return { columns, types, keyNames, winners, deletes, collapsed, minSequence, maxSequence, activations };
+}
+
+/**
+ * The encoded cells of one winning message, one per staged column. A delete carries only its
+ * key; the row's other columns are kept by the apply step.
+ */
+export function encodeCells(c: CollapsedBatch, m: ValidatedMessage): (string | null)[] {
+  const data = m.data as Record<string, unknown>;
+  const isDelete = m.action === "delete";
+  const cells = new Array<string | null>(c.columns.length);
+  for (let i = 0; i < c.columns.length; i++) {
+    const name = c.columns[i] as string;
+    cells[i] = isDelete && !c.keyNames.includes(name) ? null : encodeValue(data[name], c.types[i] as ColumnType);
+  }
+  return cells;
+}
+
+/** The winners as encoded rows (for the array parameters of a small batch). */
+export function stagedRows(c: CollapsedBatch): StagedRow[] {
+  return c.winners.map((m) => ({ cells: encodeCells(c, m), sequence: m.sequence, isDelete: m.action === "delete" }));
 }

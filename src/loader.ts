@@ -8,12 +8,12 @@ import { createHash } from "node:crypto";
 import type pg from "pg";
 import { type ApplyCounts, activateVersionSql, applySql, logParams } from "./apply.js";
 import { type TableInfo, readTableInfo } from "./catalog.js";
-import { type CollapsedBatch, type StagedRow, collapseBatch } from "./collapse.js";
+import { type CollapsedBatch, collapseBatch } from "./collapse.js";
 import { ConnectionError, RetryExhaustedError, SeqloadError, isConnectionError, isTransient, wrapPgError } from "./errors.js";
 import { quoteIdent, quoteQualified } from "./identifiers.js";
 import { LOCK_NAMESPACE, isUpToDate, migrateUp } from "./migrate.js";
 import { type LoaderOptions, type ResolvedOptions, checkout, makePool, redactUrl, resolveOptions } from "./options.js";
-import { type TablePlan, alterTableSql, createTableSql, needsDdl, planTable } from "./plan.js";
+import { type TablePlan, addPrimaryKeySql, alterTableSql, createTableSql, needsDdl, planTable } from "./plan.js";
 import { loadSql } from "./sql.js";
 import { STAGE_TABLE, arrayParams, copyRows, createStageSql, stageColumnNames, unnestSource } from "./stage.js";
 import type { Batch, LoadResult } from "./types.js";
@@ -51,29 +51,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Thrown inside a transaction when the world changed under us (e.g. the table appeared): start over. */
 class Replan extends Error {}
-
-/**
- * The rows sorted by key, approximately as PostgreSQL orders them (numbers numerically, text by
- * code unit). Only a speed-up: nothing depends on the order being exact.
- */
-function inKeyOrder(c: CollapsedBatch, keyNames: string[]): StagedRow[] {
-  if (keyNames.length === 0 || c.rows.length < 2) return c.rows;
-  const at = c.columns.indexOf(keyNames[0] as string);
-  const type = c.types[at];
-  if (type === "bigint" || type === "numeric") {
-    const keys = new Float64Array(c.rows.length);
-    c.rows.forEach((r, i) => {
-      keys[i] = Number(r.cells[at]);
-    });
-    const order = Uint32Array.from(c.rows.keys()).sort((a, b) => (keys[a] as number) - (keys[b] as number));
-    return Array.from(order, (i) => c.rows[i] as StagedRow);
-  }
-  return [...c.rows].sort((a, b) => {
-    const x = a.cells[at] ?? "";
-    const y = b.cells[at] ?? "";
-    return x < y ? -1 : x > y ? 1 : 0;
-  });
-}
 
 export async function createLoader(input: LoaderOptions): Promise<Loader> {
   const options = resolveOptions(input);
@@ -179,20 +156,20 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
     const log = logParams(options.schema, v.table, received, c, v.tableVersion);
     // The log row rides on the apply statement unless activations must run first.
     const logInline = c.activations.length === 0;
-    if (c.rows.length > 0) {
-      const copy = c.rows.length >= options.copyThreshold;
+    if (c.winners.length > 0) {
+      const copy = c.winners.length >= options.copyThreshold;
       let params: unknown[] = [];
       if (copy) {
         await client.query(createStageSql(c));
         // The key-order sort of a large batch would spill to disk at the default 4MB.
         await client.query("SET LOCAL work_mem = '256MB'");
-        await copyRows(client, STAGE_TABLE, stageColumnNames(c), c.rows, "flag");
+        await copyRows(client, STAGE_TABLE, stageColumnNames(c), c, "flag");
       } else {
         params = arrayParams(c);
       }
       const tableVersionParam = v.tableVersion !== null && plan.hasTableVersion ? params.length + 1 : null;
       if (tableVersionParam !== null) params.push(v.tableVersion?.toString());
-      params.push(c.rows.length);
+      params.push(c.winners.length);
       const stagedParam = params.length;
       const firstLogParam = logInline ? params.length + 1 : null;
       if (logInline) params.push(...log);
@@ -217,7 +194,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
       Object.assign(result, counts);
     }
     // Messages that are not rows: activate_version. The first does the work; repeats in the same batch are superseded.
-    const nonRows = received - c.collapsed - c.rows.length;
+    const nonRows = received - c.collapsed - c.winners.length;
     if (c.activations.length > 0) {
       const retired = await client.query(activateVersionSql(options.schema, v.table), [v.tableVersion?.toString()]);
       result.collapsed += c.activations.length - 1;
@@ -226,7 +203,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
     } else {
       result.skipped += nonRows;
     }
-    if (!logInline || c.rows.length === 0) {
+    if (!logInline || c.winners.length === 0) {
       await client.query(loadSql("log-load"), [
         ...log.slice(0, 2),
         received,
@@ -248,26 +225,30 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
       const info = await tableInfo(client, v.table, true);
       if (info.exists) throw new Replan(); // another loader created it meanwhile
       const plan = planTable(v, info);
-      await client.query(createTableSql(options.schema, v.table, v.keyNames, plan));
-      await client.query(loadSql("register-table"), [options.schema, v.table, v.keyNames, registryColumns(plan)]);
       const c = collapseBatch(v, plan.columns);
+      // Nothing can conflict in a table this transaction creates and still holds: COPY straight
+      // in, then build the primary key with one sort (much cheaper than an index insert per row).
+      const fast = c.winners.length >= options.copyThreshold && c.activations.length === 0 && v.tableVersion === null;
+      await client.query(createTableSql(options.schema, v.table, v.keyNames, plan, !fast));
+      await client.query(loadSql("register-table"), [options.schema, v.table, v.keyNames, registryColumns(plan)]);
       let result: LoadResult;
-      if (c.rows.length >= options.copyThreshold && c.activations.length === 0 && v.tableVersion === null) {
-        // Nothing can conflict in a table this transaction created and still holds: COPY straight in.
-        // In key order, the primary key index is built by appending instead of random inserts.
-        await copyRows(client, quoteQualified(options.schema, v.table), c.columns.map(quoteIdent), inKeyOrder(c, v.keyNames), "timestamp");
-        const deleted = c.rows.reduce((n, r) => n + (r.isDelete ? 1 : 0), 0);
+      if (fast) {
+        await copyRows(client, quoteQualified(options.schema, v.table), c.columns.map(quoteIdent), c, "timestamp");
+        if (v.keyNames.length > 0) {
+          await client.query("SET LOCAL maintenance_work_mem = '256MB'");
+          await client.query(addPrimaryKeySql(options.schema, v.table, v.keyNames));
+        }
         result = {
           table: v.table,
           received,
           collapsed: c.collapsed,
-          inserted: c.rows.length - deleted,
+          inserted: c.winners.length - c.deletes,
           updated: 0,
-          deleted,
-          skipped: received - c.collapsed - c.rows.length,
+          deleted: c.deletes,
+          skipped: received - c.collapsed - c.winners.length,
         };
         const log = logParams(options.schema, v.table, received, c, v.tableVersion);
-        await client.query(loadSql("log-load"), [...log, result.inserted, 0, deleted, result.skipped]);
+        await client.query(loadSql("log-load"), [...log, result.inserted, 0, c.deletes, result.skipped]);
       } else {
         result = await applyRows(client, v, plan, c, received);
       }
@@ -287,7 +268,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
           plan = planTable(v, tables.get(v.table) as TableInfo);
         }
         const c = collapseBatch(v, plan.columns);
-        if (c.rows.length < options.copyThreshold && c.rows.length > 0 && c.activations.length === 0) {
+        if (c.winners.length < options.copyThreshold && c.winners.length > 0 && c.activations.length === 0) {
           // One statement: atomic on its own, one round trip.
           const client = await checkout(pool);
           try {

@@ -68,7 +68,12 @@ export function needsDdl(plan: TablePlan): boolean {
   return plan.create || plan.add.length > 0 || plan.widen.length > 0 || plan.addTableVersion;
 }
 
-export function createTableSql(schema: string, table: string, keyNames: string[], plan: TablePlan): string {
+/**
+ * CREATE TABLE for a new table. With `primaryKey: false` the key is left out, for a first load
+ * that adds it afterwards (addPrimaryKeySql): one sort then builds the index, instead of one
+ * random index insert per row. The constraint gets the same name either way (<table>_pkey).
+ */
+export function createTableSql(schema: string, table: string, keyNames: string[], plan: TablePlan, primaryKey = true): string {
   const columns = plan.columns;
   const defs: string[] = [];
   for (const [name, type] of columns) {
@@ -77,8 +82,12 @@ export function createTableSql(schema: string, table: string, keyNames: string[]
   }
   defs.push(...SYSTEM_COLUMN_DDL);
   if (plan.hasTableVersion) defs.push(TABLE_VERSION_DDL);
-  if (keyNames.length > 0) defs.push(`PRIMARY KEY (${keyNames.map(quoteIdent).join(", ")})`);
+  if (keyNames.length > 0 && primaryKey) defs.push(`PRIMARY KEY (${keyNames.map(quoteIdent).join(", ")})`);
   return `CREATE TABLE ${quoteQualified(schema, table)} (\n  ${defs.join(",\n  ")}\n)`;
+}
+
+export function addPrimaryKeySql(schema: string, table: string, keyNames: string[]): string {
+  return `ALTER TABLE ${quoteQualified(schema, table)} ADD PRIMARY KEY (${keyNames.map(quoteIdent).join(", ")})`;
 }
 
 export function alterTableSql(schema: string, table: string, plan: TablePlan): string | null {

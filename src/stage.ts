@@ -7,9 +7,10 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
-import type { CollapsedBatch, StagedRow } from "./collapse.js";
-import { COLUMN_SQL } from "./columns.js";
+import { type CollapsedBatch, stagedRows } from "./collapse.js";
+import { COLUMN_SQL, type ColumnType } from "./columns.js";
 import { quoteIdent } from "./identifiers.js";
+import { encodeValue } from "./values.js";
 
 const COPY_SPECIAL = /[\\\n\r\t]/;
 const COPY_SPECIAL_ALL = /[\\\n\r\t]/g;
@@ -24,15 +25,24 @@ export function copyText(value: string | null): string {
 /** How the last column of a staged line says "this is a delete". */
 export type DeleteEncoding = "flag" | "timestamp";
 
-function* copyChunks(rows: StagedRow[], deleteEncoding: DeleteEncoding, deletedAt: string): Generator<string> {
+function* copyChunks(c: CollapsedBatch, deleteEncoding: DeleteEncoding, deletedAt: string): Generator<string> {
   const CHUNK_ROWS = 2000;
+  const { columns, types, keyNames } = c;
+  const width = columns.length;
+  // A delete carries only its key columns.
+  const deleteCarries = columns.map((name) => keyNames.includes(name));
   let chunk = "";
   let n = 0;
-  for (const row of rows) {
+  for (const m of c.winners) {
+    const data = m.data as Record<string, unknown>;
+    const isDelete = m.action === "delete";
     let line = "";
-    for (const cell of row.cells) line += `${copyText(cell)}\t`;
-    line += row.sequence.toString();
-    line += deleteEncoding === "flag" ? (row.isDelete ? "\tt\n" : "\tf\n") : row.isDelete ? `\t${deletedAt}\n` : "\t\\N\n";
+    for (let i = 0; i < width; i++) {
+      const cell = isDelete && !deleteCarries[i] ? null : encodeValue(data[columns[i] as string], types[i] as ColumnType);
+      line += `${copyText(cell)}\t`;
+    }
+    line += m.sequence.toString();
+    line += deleteEncoding === "flag" ? (isDelete ? "\tt\n" : "\tf\n") : isDelete ? `\t${deletedAt}\n` : "\t\\N\n";
     chunk += line;
     if (++n === CHUNK_ROWS) {
       yield chunk;
@@ -43,17 +53,20 @@ function* copyChunks(rows: StagedRow[], deleteEncoding: DeleteEncoding, deletedA
   if (chunk.length > 0) yield chunk;
 }
 
-/** COPY the rows into `quotedTarget (columns…, _sequence, <delete column>)`. */
+/**
+ * COPY the batch's winning rows into `quotedTarget (columns…, _sequence, <delete column>)`, each
+ * row encoded as it is sent, so that Node encodes while PostgreSQL parses the previous chunk.
+ */
 export async function copyRows(
   client: pg.PoolClient,
   quotedTarget: string,
   quotedColumns: string[],
-  rows: StagedRow[],
+  c: CollapsedBatch,
   deleteEncoding: DeleteEncoding,
 ): Promise<void> {
   const deleteColumn = deleteEncoding === "flag" ? `"_delete"` : `"_deleted_at"`;
   const stream = client.query(copyFrom(`COPY ${quotedTarget} (${[...quotedColumns, `"_sequence"`, deleteColumn].join(", ")}) FROM STDIN`));
-  await pipeline(Readable.from(copyChunks(rows, deleteEncoding, new Date().toISOString())), stream);
+  await pipeline(Readable.from(copyChunks(c, deleteEncoding, new Date().toISOString())), stream);
 }
 
 /** CREATE TEMP TABLE for the staging of one batch; dropped at commit. */
@@ -67,9 +80,10 @@ export const stageColumnNames = (batch: CollapsedBatch) => batch.columns.map((_,
 
 /** Array parameters for the unnest source: one per staged column, then sequences and delete flags. */
 export function arrayParams(batch: CollapsedBatch): unknown[] {
-  const params: unknown[] = batch.columns.map((_, i) => batch.rows.map((r) => r.cells[i]));
-  params.push(batch.rows.map((r) => r.sequence.toString()));
-  params.push(batch.rows.map((r) => r.isDelete));
+  const rows = stagedRows(batch);
+  const params: unknown[] = batch.columns.map((_, i) => rows.map((r) => r.cells[i]));
+  params.push(rows.map((r) => r.sequence.toString()));
+  params.push(rows.map((r) => r.isDelete));
   return params;
 }
 
