@@ -25,8 +25,11 @@ export interface ApplySqlInput {
    * turn the filter into a scan of the whole table on every batch.
    */
   prefilter: boolean;
-  /** Number of the parameter holding the count of staged rows (needed for `skipped`). */
-  stagedParam: number;
+  /**
+   * Number of the parameter holding the count of staged rows (needed for `skipped`); null for the
+   * bare INSERT without RETURNING, counts or log row (the caller counts from the command tag).
+   */
+  stagedParam: number | null;
 }
 
 export interface ApplyCounts {
@@ -66,6 +69,13 @@ export function applySql(input: ApplySqlInput): string {
       prefilter = `WHERE NOT EXISTS (SELECT 1 FROM ${quotedTable} AS x WHERE ${match} AND x."_sequence" >= s._sequence)`;
     }
   }
+  const insert = `INSERT INTO ${quotedTable} AS t (${targetColumns.join(", ")})
+  SELECT ${selectList.join(", ")}
+  FROM ${input.source}
+  ${prefilter}
+  ${order}
+  ${conflict}`;
+  if (input.stagedParam === null) return insert;
   const p = input.firstLogParam;
   const log =
     p === null
@@ -76,12 +86,7 @@ export function applySql(input: ApplySqlInput): string {
   FROM c
 )`;
   return `WITH w AS (
-  INSERT INTO ${quotedTable} AS t (${targetColumns.join(", ")})
-  SELECT ${selectList.join(", ")}
-  FROM ${input.source}
-  ${prefilter}
-  ${order}
-  ${conflict}
+  ${insert}
   RETURNING t.xmax = 0 AS ins, t."_deleted_at" IS NOT NULL AS del
 ), c AS (
   SELECT count(*) FILTER (WHERE ins AND NOT del)::int AS inserted,

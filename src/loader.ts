@@ -156,6 +156,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
     const log = logParams(options.schema, v.table, received, c, v.tableVersion);
     // The log row rides on the apply statement unless activations must run first.
     const logInline = c.activations.length === 0;
+    let logged = logInline && c.winners.length > 0;
     if (c.winners.length > 0) {
       const copy = c.winners.length >= options.copyThreshold;
       let params: unknown[] = [];
@@ -169,29 +170,65 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
       }
       const tableVersionParam = v.tableVersion !== null && plan.hasTableVersion ? params.length + 1 : null;
       if (tableVersionParam !== null) params.push(v.tableVersion?.toString());
-      params.push(c.winners.length);
-      const stagedParam = params.length;
-      const firstLogParam = logInline ? params.length + 1 : null;
-      if (logInline) params.push(...log);
-      const source = copy ? `${STAGE_TABLE} AS s` : unnestSource(c, 1);
-      const text = applySql({
-        schema: options.schema,
-        table: v.table,
-        keyNames: v.keyNames,
-        batch: c,
-        source,
-        tableVersionParam,
-        stagedParam,
-        prefilter: copy,
-        firstLogParam,
-      });
-      // The array-parameter statement's text depends only on the table's shape, so it is prepared
-      // once per connection (named) and only executed afterwards: no parse or plan per batch.
-      const query = copy
-        ? { text, values: params }
-        : { name: `seqload_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`, text, values: params };
-      const counts = (await client.query<ApplyCounts>(query)).rows[0] as ApplyCounts;
-      Object.assign(result, counts);
+      const quotedTable = quoteQualified(options.schema, v.table);
+      // A large batch without deletes takes its counts from the command tag and the transaction's
+      // own statistics rather than from RETURNING, whose million-row result PostgreSQL would
+      // materialise just to be counted. (Deletes must be told apart from updates: RETURNING.)
+      let counted = false;
+      if (copy && c.deletes === 0) {
+        const before = await client.query<{ updated: string; on: boolean }>(
+          "SELECT pg_stat_get_xact_tuples_updated($1::regclass)::text AS updated, current_setting('track_counts') = 'on' AS on",
+          [quotedTable],
+        );
+        const row = before.rows[0];
+        if (row?.on) {
+          counted = true;
+          const text = applySql({
+            schema: options.schema,
+            table: v.table,
+            keyNames: v.keyNames,
+            batch: c,
+            source: `${STAGE_TABLE} AS s`,
+            tableVersionParam,
+            stagedParam: null,
+            prefilter: true,
+            firstLogParam: null,
+          });
+          const applied = (await client.query({ text, values: params })).rowCount ?? 0;
+          const after = await client.query<{ updated: string }>("SELECT pg_stat_get_xact_tuples_updated($1::regclass)::text AS updated", [
+            quotedTable,
+          ]);
+          const updated = Number(BigInt(after.rows[0]?.updated ?? "0") - BigInt(row.updated));
+          Object.assign(result, { inserted: applied - updated, updated, deleted: 0, skipped: c.winners.length - applied });
+        }
+      }
+      if (!counted) {
+        params.push(c.winners.length);
+        const stagedParam = params.length;
+        const firstLogParam = logInline ? params.length + 1 : null;
+        if (logInline) params.push(...log);
+        const source = copy ? `${STAGE_TABLE} AS s` : unnestSource(c, 1);
+        const text = applySql({
+          schema: options.schema,
+          table: v.table,
+          keyNames: v.keyNames,
+          batch: c,
+          source,
+          tableVersionParam,
+          stagedParam,
+          prefilter: copy,
+          firstLogParam,
+        });
+        // The array-parameter statement's text depends only on the table's shape, so it is prepared
+        // once per connection (named) and only executed afterwards: no parse or plan per batch.
+        const query = copy
+          ? { text, values: params }
+          : { name: `seqload_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`, text, values: params };
+        const counts = (await client.query<ApplyCounts>(query)).rows[0] as ApplyCounts;
+        Object.assign(result, counts);
+      } else {
+        logged = false;
+      }
     }
     // Messages that are not rows: activate_version. The first does the work; repeats in the same batch are superseded.
     const nonRows = received - c.collapsed - c.winners.length;
@@ -203,7 +240,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
     } else {
       result.skipped += nonRows;
     }
-    if (!logInline || c.winners.length === 0) {
+    if (!logged) {
       await client.query(loadSql("log-load"), [
         ...log.slice(0, 2),
         received,
