@@ -5,7 +5,9 @@
  * cannot deadlock each other. Counts come back from the same statement, and the load log row is
  * written by it too, so a small batch costs a single round trip.
  */
-import type { CollapsedBatch } from "./collapse.js";
+import { type CollapsedBatch, encodeCells } from "./collapse.js";
+import { COLUMN_SQL } from "./columns.js";
+import type { ValidatedMessage } from "./validate.js";
 import { quoteIdent, quoteQualified } from "./identifiers.js";
 
 export interface ApplySqlInput {
@@ -118,4 +120,24 @@ export function logParams(schema: string, table: string, received: number, batch
 export function activateVersionSql(schema: string, table: string): string {
   return `UPDATE ${quoteQualified(schema, table)} SET "_deleted_at" = now()
   WHERE "_deleted_at" IS NULL AND ("_table_version" IS NULL OR "_table_version" < $1::bigint)`;
+}
+
+/**
+ * How many of a sample of the batch's rows are stale (the table already holds the key at an equal
+ * or higher sequence). Parameters: one array per key column, then the sequences (staleSampleParams).
+ */
+export function staleSampleSql(schema: string, table: string, keyNames: string[], batch: CollapsedBatch): string {
+  const positions = keyNames.map((k) => batch.columns.indexOf(k));
+  const arrays = positions.map((p, i) => `$${i + 1}::${COLUMN_SQL[batch.types[p] as keyof typeof COLUMN_SQL]}[]`);
+  arrays.push(`$${keyNames.length + 1}::bigint[]`);
+  const names = [...keyNames.map((_, i) => `k${i}`), "_sequence"];
+  const match = keyNames.map((k, i) => `x.${quoteIdent(k)} = s.k${i}`).join(" AND ");
+  return `SELECT count(*)::int AS stale FROM unnest(${arrays.join(", ")}) AS s(${names.join(", ")})
+  WHERE EXISTS (SELECT 1 FROM ${quoteQualified(schema, table)} AS x WHERE ${match} AND x."_sequence" >= s._sequence)`;
+}
+
+export function staleSampleParams(batch: CollapsedBatch, sample: ValidatedMessage[]): unknown[] {
+  const positions = batch.keyNames.map((k) => batch.columns.indexOf(k));
+  const cells = sample.map((m) => encodeCells(batch, m));
+  return [...positions.map((p) => cells.map((row) => row[p])), sample.map((m) => m.sequence.toString())];
 }

@@ -35,3 +35,52 @@ describe("the small-batch statement", () => {
     }
   });
 });
+
+describe("the large-batch apply", () => {
+  it("pre-filters stale rows only when a sample of the batch says most are stale (replays), and applies correctly either way", async () => {
+    const pool = new pg.Pool({ connectionString: ctx.url, max: 1 });
+    const texts: string[] = [];
+    pool.on("connect", (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
+        const q = args[0];
+        texts.push(typeof q === "string" ? q : ((q as { text?: string }).text ?? ""));
+        return query(...args);
+      };
+    });
+    const loader = await createLoader({ pool, copyThreshold: 0 });
+    const batch = (sequence: number, ids: number[]) => ({
+      table_name: "prefilter",
+      key_names: ["id"],
+      schema,
+      messages: ids.map((id) => ({ action: "upsert", sequence, data: { id, v: `${id}@${sequence}` } })),
+    });
+    const applies = () => texts.filter((t) => t.includes('ON CONFLICT ("id")'));
+    try {
+      const ids = Array.from({ length: 1000 }, (_, i) => i);
+      await loader.loadBatch(batch(1, ids)); // new table: COPY straight in
+      texts.length = 0;
+      // Mostly replays: 900 stale, 100 newer.
+      const replay = await loader.loadBatch({
+        ...batch(1, ids.slice(0, 900)),
+        messages: [...batch(1, ids.slice(0, 900)).messages, ...batch(2, ids.slice(900)).messages],
+      });
+      expect(replay).toMatchObject({ updated: 100, skipped: 900 });
+      expect(applies()).toHaveLength(1);
+      expect(applies()[0]).toContain("NOT EXISTS");
+      texts.length = 0;
+      // All newer: no pre-filter.
+      const newer = await loader.loadBatch(batch(3, ids));
+      expect(newer).toMatchObject({ updated: 1000, skipped: 0 });
+      expect(applies()).toHaveLength(1);
+      expect(applies()[0]).not.toContain("NOT EXISTS");
+      const rows = await ctx.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM public.prefilter WHERE _sequence = 3 AND v = id || '@3'`,
+      );
+      expect(rows[0]?.n).toBe(1000);
+    } finally {
+      await loader.close();
+      await pool.end();
+    }
+  });
+});
