@@ -100,8 +100,48 @@ function validYmd(y: number, m: number, d: number): boolean {
   return true;
 }
 
+const digit = (s: string, i: number): number => {
+  const c = s.charCodeAt(i) - 48;
+  return c >= 0 && c <= 9 ? c : Number.NaN;
+};
+const two = (s: string, i: number): number => digit(s, i) * 10 + digit(s, i + 1);
+
+/**
+ * True when `s` is a valid date-time in the form nearly every sender writes
+ * (YYYY-MM-DDTHH:MM:SS, up to 6 fractional digits, then Z or ±HH:MM), checked without a regex.
+ * False means "not decided here", not "invalid": dateTimeProblem then runs the full check.
+ */
+function commonDateTimeOk(s: string): boolean {
+  const n = s.length;
+  if (n < 20 || n > 32) return false;
+  if (s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45 || s.charCodeAt(13) !== 58 || s.charCodeAt(16) !== 58) return false;
+  const t = s.charCodeAt(10);
+  if (t !== 84 && t !== 116 && t !== 32) return false; // T, t or space
+  const y = two(s, 0) * 100 + two(s, 2);
+  const mo = two(s, 5);
+  const d = two(s, 8);
+  if (Number.isNaN(y) || Number.isNaN(mo) || Number.isNaN(d) || !validYmd(y, mo, d)) return false;
+  // NaN (a non-digit) fails every comparison below.
+  if (!(two(s, 11) <= 23 && two(s, 14) <= 59 && two(s, 17) <= 59)) return false;
+  let i = 19;
+  if (s.charCodeAt(i) === 46) {
+    const start = ++i;
+    while (i < n && digit(s, i) >= 0) i++;
+    if (i === start || i - start > 6) return false;
+  }
+  const z = s.charCodeAt(i);
+  if ((z === 90 || z === 122) && i === n - 1) return true; // Z or z
+  if ((z === 43 || z === 45) && i === n - 6 && s.charCodeAt(i + 3) === 58) return two(s, i + 1) <= 15 && two(s, i + 4) <= 59;
+  return false;
+}
+
 /** A description of what is wrong with a date-time string, or null. */
 export function dateTimeProblem(s: string): string | null {
+  return commonDateTimeOk(s) ? null : dateTimeProblemInFull(s);
+}
+
+/** dateTimeProblem without the fast path for the common form (exported for the test that compares the two). */
+export function dateTimeProblemInFull(s: string): string | null {
   const m = DATE_TIME.exec(s);
   if (m === null)
     return `${JSON.stringify(s.length > 60 ? `${s.slice(0, 60)}…` : s)} is not an ISO 8601 date-time (e.g. 2019-11-26T22:29:16Z)`;

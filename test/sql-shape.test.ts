@@ -74,9 +74,7 @@ describe("the large-batch apply", () => {
       expect(newer).toMatchObject({ updated: 1000, skipped: 0 });
       expect(applies()).toHaveLength(1);
       expect(applies()[0]).not.toContain("NOT EXISTS");
-      const rows = await ctx.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM public.prefilter WHERE _sequence = 3 AND v = id || '@3'`,
-      );
+      const rows = await ctx.query<{ n: number }>(`SELECT count(*)::int AS n FROM public.prefilter WHERE _sequence = 3 AND v = id || '@3'`);
       expect(rows[0]?.n).toBe(1000);
     } finally {
       await loader.close();
