@@ -65,6 +65,8 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
   // Named in connection errors, password hidden.
   const target = input.connectionString ? redactUrl(input.connectionString) : undefined;
   const tables = new Map<string, TableInfo>();
+  /** Small-batch statements (name and text) per table shape. */
+  const statements = new Map<string, { name: string; text: string }>();
   const stats: LoaderStats = { batches: 0, retries: 0, replans: 0 };
   let ready: Promise<void> | null = null;
 
@@ -225,23 +227,35 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
         const stagedParam = params.length;
         const firstLogParam = logInline ? params.length + 1 : null;
         if (logInline) params.push(...log);
-        const source = copy ? `${STAGE_TABLE} AS s` : unnestSource(c, 1);
-        const text = applySql({
-          schema: options.schema,
-          table: v.table,
-          keyNames: v.keyNames,
-          batch: c,
-          source,
-          tableVersionParam,
-          stagedParam,
-          prefilter,
-          firstLogParam,
-        });
-        // The array-parameter statement's text depends only on the table's shape, so it is prepared
-        // once per connection (named) and only executed afterwards: no parse or plan per batch.
-        const query = copy
-          ? { text, values: params }
-          : { name: `seqload_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`, text, values: params };
+        const build = () =>
+          applySql({
+            schema: options.schema,
+            table: v.table,
+            keyNames: v.keyNames,
+            batch: c,
+            source: copy ? `${STAGE_TABLE} AS s` : unnestSource(c, 1),
+            tableVersionParam,
+            stagedParam,
+            prefilter,
+            firstLogParam,
+          });
+        let query: pg.QueryConfig;
+        if (copy) {
+          query = { text: build(), values: params };
+        } else {
+          // The array-parameter statement's text depends only on the table's shape, so it is prepared
+          // once per connection (named) and only executed afterwards: no parse or plan per batch.
+          // Its text and name are kept per shape, so a warm small batch builds no SQL at all.
+          const shape = JSON.stringify([v.table, v.keyNames, c.columns, c.types, tableVersionParam !== null, logInline]);
+          let statement = statements.get(shape);
+          if (statement === undefined) {
+            const text = build();
+            statement = { name: `seqload_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`, text };
+            if (statements.size >= 1000) statements.clear();
+            statements.set(shape, statement);
+          }
+          query = { ...statement, values: params };
+        }
         const counts = (await client.query<ApplyCounts>(query)).rows[0] as ApplyCounts;
         Object.assign(result, counts);
       } else {
