@@ -1,6 +1,6 @@
 // The CLI's input splitter: the same batches, lines and columns whatever the chunk boundaries.
 import { describe, expect, it } from "vitest";
-import { firstInvalidUtf8 } from "../src/cli/input.js";
+import { Utf8Decoder, firstInvalidUtf8 } from "../src/cli/input.js";
 import { BatchSplitter, type RawBatch, SplitError } from "../src/cli/splitter.js";
 
 function split(text: string, chunkSize: number): (RawBatch & { incomplete?: boolean })[] {
@@ -103,5 +103,55 @@ describe("firstInvalidUtf8", () => {
     expect(at([0xed, 0xa0, 0xbd])).toBe(0); // encoded surrogate (CESU-8)
     expect(at([0x61, 0xe2, 0x82])).toBe(1); // cut short
     expect(at([0x41, 0xe9, 0x41])).toBe(1); // Latin-1 é
+  });
+});
+
+describe("Utf8Decoder", () => {
+  /** Decodes `bytes` in chunks of `size`; the text, or where the first invalid byte is. */
+  function decode(bytes: Buffer, size: number): string | { bad: number; at: number } {
+    const d = new Utf8Decoder((piece, bad, offset) =>
+      Object.assign(new Error("invalid"), { where: { bad: piece[bad] as number, at: offset + bad } }),
+    );
+    let text = "";
+    try {
+      for (let i = 0; i < bytes.length; i += size) text += d.decode(bytes.subarray(i, i + size)).join("");
+      d.end();
+    } catch (e) {
+      return (e as { where: { bad: number; at: number } }).where;
+    }
+    return text;
+  }
+
+  it("decodes what Buffer#toString decodes, whatever the chunk boundaries (sequences of 1 to 4 bytes cut anywhere)", () => {
+    const text = '\uFEFF{"a":"é—🎉x"}\n{"b":"ÿ\u0800\uFFFF𐀀"}\n';
+    const bytes = Buffer.from(text, "utf8");
+    for (let size = 1; size <= bytes.length; size++) expect(decode(bytes, size), `chunk size ${size}`).toBe(text);
+  });
+
+  it("makes heap strings of one byte per character from ASCII (TextDecoder made two-byte strings outside the heap)", () => {
+    const bytes = Buffer.alloc(4 << 20, "x");
+    const d = new Utf8Decoder(() => new Error("invalid"));
+    const before = process.memoryUsage();
+    const pieces = d.decode(bytes);
+    const after = process.memoryUsage();
+    expect(pieces.join("").length).toBe(bytes.length);
+    // A two-byte string would take 8 MiB; a GC in between can only make the growth smaller.
+    expect(after.heapUsed + after.external - before.heapUsed - before.external).toBeLessThan(6 << 20);
+  });
+
+  it("refuses invalid bytes at their input offset, also when the chunk boundary cuts a sequence, and a sequence cut by the end", () => {
+    const cases: [number[], { bad: number; at: number }][] = [
+      [[0x61, 0xe9, 0x61], { bad: 0xe9, at: 1 }], // Latin-1 é
+      [[0x61, 0x62, 0xe2, 0x82, 0x41], { bad: 0xe2, at: 2 }], // a 3-byte sequence broken by "A"
+      [[0x61, 0xc0, 0xaf], { bad: 0xc0, at: 1 }], // overlong "/"
+      [[0x61, 0xed, 0xa0, 0xbd], { bad: 0xed, at: 1 }], // encoded surrogate
+      [[0x61, 0x62, 0x63, 0xf0, 0x9f, 0x8e], { bad: 0xf0, at: 3 }], // cut by the end of the input
+      [[0xff, 0xfe, 0x7b, 0x00], { bad: 0xff, at: 0 }], // UTF-16LE with its BOM
+      [[0x61, 0x80], { bad: 0x80, at: 1 }], // a stray continuation byte
+    ];
+    for (const [bytes, where] of cases) {
+      for (let size = 1; size <= bytes.length; size++)
+        expect(decode(Buffer.from(bytes), size), `${bytes} in chunks of ${size}`).toEqual(where);
+    }
   });
 });

@@ -4,6 +4,7 @@
  */
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
+import { isUtf8 } from "node:buffer";
 import { parseJson } from "../json.js";
 import { CliError, EXIT_INVALID_INPUT, InputSyntaxError } from "./errors.js";
 import { BatchSplitter, type RawBatch, SplitError } from "./splitter.js";
@@ -68,32 +69,24 @@ export interface ReadCounter {
 export async function* readBatches(input: Input, counter: ReadCounter = { bytes: 0 }): AsyncGenerator<InputBatch> {
   const stream = input.path === "-" ? process.stdin : createReadStream(input.path, { highWaterMark: CHUNK_BYTES });
   const splitter = new BatchSplitter();
-  // fatal: bytes that are not UTF-8 (a Latin-1 export, say) must not become U+FFFD silently.
-  const decoder = new TextDecoder("utf-8", { fatal: true });
-  let offset = 0;
-  const decode = (chunk?: Buffer): string => {
-    try {
-      return chunk === undefined ? decoder.decode() : decoder.decode(chunk, { stream: true });
-    } catch {
-      // Where exactly: the first byte that starts no valid UTF-8 sequence (a sequence cut by the
-      // chunk boundary is found when the next chunk fails, or at the end: then the chunk's start).
-      const bad = chunk === undefined ? 0 : Math.max(0, firstInvalidUtf8(chunk));
-      let line = splitter.currentLine;
-      let lineStart = -1;
-      for (let i = 0; chunk !== undefined && i < bad; i++) {
-        if (chunk[i] === 10) {
-          line++;
-          lineStart = i;
-        }
+  const utf8 = new Utf8Decoder((bytes, bad, offset) => {
+    // Where exactly: the first byte that starts no valid UTF-8 sequence. Nothing of `bytes` has
+    // reached the splitter yet, so its line is where they start.
+    let line = splitter.currentLine;
+    let lineStart = -1;
+    for (let i = 0; i < bad; i++) {
+      if (bytes[i] === 10) {
+        line++;
+        lineStart = i;
       }
-      const column = lineStart === -1 && line === splitter.currentLine ? bad + 1 : bad - lineStart;
-      throw new CliError(
-        `${input.name}:${line}:${column}: invalid UTF-8 (byte offset ${offset + bad}); ` +
-          "seqload reads UTF-8 text only: convert the file first (e.g. iconv -f latin1 -t utf-8)",
-        EXIT_INVALID_INPUT,
-      );
     }
-  };
+    const column = lineStart === -1 && line === splitter.currentLine ? bad + 1 : bad - lineStart;
+    return new CliError(
+      `${input.name}:${line}:${column}: invalid UTF-8 (byte offset ${offset + bad}); ` +
+        "seqload reads UTF-8 text only: convert the file first (e.g. iconv -f latin1 -t utf-8)",
+      EXIT_INVALID_INPUT,
+    );
+  });
   let number = 0;
   const parsed = (raw: RawBatch & { incomplete?: boolean }): InputBatch => {
     number++;
@@ -110,19 +103,88 @@ export async function* readBatches(input: Input, counter: ReadCounter = { bytes:
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       counter.bytes += chunk.byteLength;
-      const text = decode(chunk);
-      offset += chunk.byteLength;
-      for (const raw of split(() => splitter.push(text))) yield parsed(raw);
+      for (const text of utf8.decode(chunk)) {
+        const raws = split(() => splitter.push(text));
+        // One batch at a time: its text is parsed, then dropped (shift) before the batch is loaded,
+        // so that memory holds the parsed batch, not its text as well.
+        while (raws.length > 0) yield parsed(raws.shift() as RawBatch);
+      }
     }
-    const tail = decode();
-    const last = split(() => [...(tail ? splitter.push(tail) : []), ...splitter.end()]);
-    for (const raw of last) yield parsed(raw);
+    utf8.end();
+    const raws = split(() => splitter.end());
+    while (raws.length > 0) yield parsed(raws.shift() as RawBatch);
   } catch (e) {
     if (e instanceof InputSyntaxError || e instanceof CliError) throw e;
     throw new CliError(`${input.name}: cannot read it (${(e as Error).message})`);
   } finally {
     if (input.path !== "-") (stream as ReturnType<typeof createReadStream>).destroy();
   }
+}
+
+/** Bytes a UTF-8 sequence takes, by its first byte (a byte that starts none counts as 1). */
+const sequenceLength = (b: number): number => (b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1);
+
+/**
+ * Strict UTF-8 decoding of a stream of chunks. Bytes that are not UTF-8 (a Latin-1 export, say)
+ * must not become U+FFFD silently: they are checked with buffer.isUtf8, then decoded with
+ * Buffer#toString, which makes ordinary heap strings of one byte per character when the text
+ * allows. (TextDecoder with `fatal` made every 1 MiB chunk a 2 MiB two-byte string outside the
+ * heap, even for ASCII, and the lines cut from it two-byte strings too: twice the memory.)
+ * A sequence cut by a chunk boundary is carried over to the next chunk.
+ */
+export class Utf8Decoder {
+  /** The start of a sequence cut by the end of the last chunk. */
+  private carry: Buffer | null = null;
+  /** Input offset of the next byte that decode() will see (of `carry`, if any). */
+  private offset = 0;
+
+  /** `invalid(bytes, bad, offset)`: the error to throw when `bytes[bad]`, at input offset `offset + bad`, starts no valid sequence. */
+  constructor(private readonly invalid: (bytes: Uint8Array, bad: number, offset: number) => Error) {}
+
+  /** The text of `chunk` (with what was carried over), in one or two pieces; throws on invalid bytes. */
+  decode(chunk: Buffer): string[] {
+    const pieces: Buffer[] = [];
+    let from = 0;
+    if (this.carry !== null) {
+      const missing = sequenceLength(this.carry[0] as number) - this.carry.length;
+      from = Math.min(missing, chunk.length);
+      const joined = Buffer.concat([this.carry, chunk.subarray(0, from)]);
+      if (from < missing) {
+        this.carry = joined;
+        return [];
+      }
+      this.carry = null;
+      pieces.push(joined);
+    }
+    const rest = chunk.subarray(from);
+    const cut = completeLength(rest);
+    if (cut > 0) pieces.push(rest.subarray(0, cut));
+    // Check everything before handing anything out: an error names the line where `chunk` starts.
+    let at = this.offset;
+    for (const bytes of pieces) {
+      if (!isUtf8(bytes)) throw this.invalid(bytes, Math.max(0, firstInvalidUtf8(bytes)), at);
+      at += bytes.length;
+    }
+    if (cut < rest.length) this.carry = Buffer.from(rest.subarray(cut));
+    this.offset = at;
+    return pieces.map((bytes) => bytes.toString("utf8"));
+  }
+
+  /** The input ended: a sequence still open is invalid. */
+  end(): void {
+    if (this.carry !== null) throw this.invalid(this.carry, 0, this.offset);
+  }
+}
+
+/** The length of `bytes` without a UTF-8 sequence that its end cuts short. */
+function completeLength(bytes: Uint8Array): number {
+  const n = bytes.length;
+  for (let k = 1; k <= 3 && k <= n; k++) {
+    const b = bytes[n - k] as number;
+    if ((b & 0xc0) === 0x80) continue; // a continuation byte: look further back for the first byte
+    return sequenceLength(b) > k ? n - k : n;
+  }
+  return n; // continuation bytes only: invalid or complete, isUtf8 tells
 }
 
 function parseRaw(input: Input, number: number, raw: RawBatch & { incomplete?: boolean }): unknown {
