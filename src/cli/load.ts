@@ -4,6 +4,7 @@ import { type LoadResult, createLoader } from "../index.js";
 import { openDatabase } from "./database.js";
 import { CliError, batchError, batchPlace, describeError, EXIT_OK } from "./errors.js";
 import { addToTotals, emptyTotals, summaryLine, totalsLine } from "./format.js";
+import { limitHeapGrowth } from "./heap.js";
 import { openInputs, readBatches } from "./input.js";
 import type { Io } from "./io.js";
 import { createProgress } from "./progress.js";
@@ -28,6 +29,7 @@ const asJson = (r: LoadResult): string =>
 
 export async function loadCommand(files: string[], flags: LoadFlags, io: Io): Promise<number> {
   const inputs = await openInputs(files);
+  limitHeapGrowth();
   const json = flags.json === true;
   const db = await openDatabase({ databaseUrl: flags.databaseUrl, log: io.err });
   const sizes = inputs.map((i) => i.size);

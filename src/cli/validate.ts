@@ -1,11 +1,13 @@
 /** `seqload validate`: the loader's checks on every batch, with no database. */
 import { BatchValidationError, validateBatch } from "../index.js";
 import { batchError, batchPlace, EXIT_INVALID_INPUT, EXIT_OK, InputSyntaxError } from "./errors.js";
+import { limitHeapGrowth } from "./heap.js";
 import { openInputs, readBatches } from "./input.js";
 import type { Io } from "./io.js";
 
 export async function validateCommand(files: string[], io: Io): Promise<number> {
   const inputs = await openInputs(files);
+  limitHeapGrowth();
   let valid = 0;
   let invalid = 0;
   let malformed = 0;
