@@ -2,7 +2,7 @@
  * Loads a generated JSON Lines file of ≥1,000,000 messages through the built CLI
  * (`node dist/src/cli.js load FILE --json`) and prints messages/s and the CLI's peak RSS.
  *
- *   npm run build && node dist/bench/cli-rss.js [--messages N] [--batch-size N] [--keep]
+ *   npm run build && node dist/bench/cli-rss.js [--messages N] [--batch-size N] [--keep]   (--help)
  *
  * Database: DATABASE_URL if set (the load goes into a fresh schema, dropped afterwards), else a
  * throw-away embedded PostgreSQL in a temp dir. Peak RSS is the child's VmHWM from
@@ -20,17 +20,34 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { startEmbeddedPostgres } from "../src/embedded.js";
 
+const USAGE = `usage: node dist/bench/cli-rss.js [--messages N] [--batch-size N] [--keep]
+  --messages N    messages in the generated file (default 1,000,000)
+  --batch-size N  messages per JSON Lines line, i.e. per batch (default 10,000; Stitch's maximum is 20,000)
+  --keep          keep the temp dir (the generated file)
+Uses DATABASE_URL if set, else a throw-away embedded PostgreSQL in a temp dir.`;
+
+const args = process.argv.slice(2);
+if (args.includes("--help") || args.includes("-h")) {
+  console.log(USAGE);
+  process.exit(0);
+}
+for (let i = 0; i < args.length; i++) {
+  const a = args[i] as string;
+  if (a === "--messages" || a === "--batch-size") i++;
+  else if (a !== "--keep") throw new Error(`unknown argument ${a}\n${USAGE}`);
+}
+
 function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
+  const i = args.indexOf(`--${name}`);
   if (i === -1) return dflt;
-  const n = Number(process.argv[i + 1]);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} needs a positive integer`);
+  const n = Number(args[i + 1]);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} needs a positive integer\n${USAGE}`);
   return n;
 }
 
 const MESSAGES = arg("messages", 1_000_000);
 const BATCH_SIZE = arg("batch-size", 10_000);
-const KEEP = process.argv.includes("--keep");
+const KEEP = args.includes("--keep");
 const TABLE = "bench_customers";
 /** Half as many keys as messages: later batches update rows that earlier ones inserted. */
 const KEY_SPACE = Math.max(1, Math.floor(MESSAGES / 2));
