@@ -49,9 +49,8 @@ function tableLockKey(schema: string, table: string): number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Keys sampled from a large batch to decide on the stale-row pre-filter, and the share of stale ones that turns it on. */
+/** Keys sampled from a large batch to decide on the stale-row pre-filter. */
 const PREFILTER_SAMPLE = 256;
-const PREFILTER_STALE_SHARE = 0.2;
 
 /** Thrown inside a transaction when the world changed under us (e.g. the table appeared): start over. */
 class Replan extends Error {}
@@ -151,16 +150,18 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
   }
 
   /**
-   * Whether a large batch is worth pre-filtering for stale rows (replays): asks the table about an
-   * even sample of the batch's keys. Filtering costs an index probe per row; not filtering costs a
-   * row lock (and its write) per stale row, about three times as much.
+   * Whether a large batch should be pre-filtered for stale rows: asks the table about an even sample
+   * of the batch's keys, and filters as soon as one of them is stale. Filtering costs an index probe
+   * per row; not filtering costs a row lock (and its write) per stale row, about three times as
+   * much, and under concurrent loaders those locks make the others wait. A batch of only new or
+   * newer rows (a first load, an update run) skips the filter.
    */
-  async function mostlyStale(client: pg.PoolClient, v: ValidatedBatch, c: CollapsedBatch): Promise<boolean> {
+  async function anyStale(client: pg.PoolClient, v: ValidatedBatch, c: CollapsedBatch): Promise<boolean> {
     const n = Math.min(PREFILTER_SAMPLE, c.winners.length);
     const step = c.winners.length / n;
     const sample = Array.from({ length: n }, (_, i) => c.winners[Math.floor(i * step)] as ValidatedMessage);
     const r = await client.query<{ stale: number }>(staleSampleSql(options.schema, v.table, v.keyNames, c), staleSampleParams(c, sample));
-    return (r.rows[0]?.stale ?? 0) >= n * PREFILTER_STALE_SHARE;
+    return (r.rows[0]?.stale ?? 0) > 0;
   }
 
   /** Stage and apply the rows, retire older table versions, write the load log. Returns the counts. */
@@ -190,7 +191,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
       const tableVersionParam = v.tableVersion !== null && plan.hasTableVersion ? params.length + 1 : null;
       if (tableVersionParam !== null) params.push(v.tableVersion?.toString());
       const quotedTable = quoteQualified(options.schema, v.table);
-      const prefilter = copy && v.keyNames.length > 0 && (await mostlyStale(client, v, c));
+      const prefilter = copy && v.keyNames.length > 0 && (await anyStale(client, v, c));
       // A large batch without deletes takes its counts from the command tag and the transaction's
       // own statistics rather than from RETURNING, whose million-row result PostgreSQL would
       // materialise just to be counted. (Deletes must be told apart from updates: RETURNING.)
