@@ -195,26 +195,18 @@ function parseRaw(input: Input, number: number, raw: RawBatch & { incomplete?: b
     return value;
   } catch (e) {
     if (e instanceof InputSyntaxError) throw e;
-    const { offset, reason } = locateSyntaxError(raw.text);
+    const { offset, reason } = locateSyntaxError(e, raw.text);
     const { line, column } = positionIn(raw, offset);
     throw new InputSyntaxError(input.name, line, column, reason, number);
   }
 }
 
-/**
- * JSON.parse's messages differ between Node versions and often lack a position; lossless-json's
- * say "... at position N" consistently, so malformed text is parsed once more with it.
- */
-function locateSyntaxError(text: string): { offset: number; reason: string } {
-  try {
-    parseJson(text);
-  } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
-    const m = /^(.*) at position (\d+)$/s.exec(message);
-    const reason = (m?.[1] ?? message).replace(/[\u0000-\u001f]/g, (ch) => JSON.stringify(ch).slice(1, -1));
-    return { offset: m ? Number(m[2]) : text.length, reason };
-  }
-  return { offset: text.length, reason: "malformed JSON" };
+/** parseJson's errors say "... at position N" (an offset in `text`); the reason without it. */
+function locateSyntaxError(e: unknown, text: string): { offset: number; reason: string } {
+  const message = e instanceof Error ? e.message : String(e);
+  const m = /^(.*) at position (\d+)$/s.exec(message);
+  const reason = (m?.[1] ?? message).replace(/[\u0000-\u001f]/g, (ch) => JSON.stringify(ch).slice(1, -1));
+  return { offset: m ? Number(m[2]) : text.length, reason };
 }
 
 function positionIn(raw: RawBatch, offset: number): { line: number; column: number } {
