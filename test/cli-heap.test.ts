@@ -48,7 +48,7 @@ function traced(nodeFlags: string[], args: string[]): Promise<{ code: number | n
 /**
  * For each full collection after the first: the old generation's size when it started, over what
  * survived the one before. About the growing factor V8 used in between (plus what was allocated
- * while it marked), so around 4-5 by default and 2-3 with a factor of 2.
+ * while it marked), so around 4-5 by default and 2-3.5 with a factor of 2.
  */
 function growthRatios(trace: string): number[] {
   const runs = [...trace.matchAll(/Mark-Compact ([\d.]+) \([\d.]+\) -> ([\d.]+) /g)].map((m) => [Number(m[1]), Number(m[2])]);
@@ -80,7 +80,8 @@ describe("seqload validate / load: heap growth", () => {
     const shown = `ours: ${oursRatios.map((r) => r.toFixed(2)).join(" ")}; with --heap-growing-percent=300: ${ownRatios.map((r) => r.toFixed(2)).join(" ")}`;
     expect(oursRatios.length, shown).toBeGreaterThanOrEqual(3);
     expect(ownRatios.length, shown).toBeGreaterThanOrEqual(1);
-    expect(median(oursRatios), shown).toBeLessThan(3.2);
-    expect(median(ownRatios), shown).toBeGreaterThan(3.2);
+    // Relative, not absolute: V8's heuristics differ between Node versions (Node 20: about 2.5
+    // against 4-5; Node 24: about 3.2 against 5.3), but the setting always shows.
+    expect(median(oursRatios), shown).toBeLessThan(0.8 * median(ownRatios));
   });
 });
