@@ -2,10 +2,11 @@
  * Step 6 of the data path: the one set-based statement that applies a staged batch. PostgreSQL
  * enforces the ordering rule itself: a stored row is replaced only by a strictly higher sequence,
  * and rows are applied in key order so that concurrent loaders lock keys in the same order and
- * cannot deadlock each other. Counts come back from the same statement, and the load log row is
- * written by it too, so a small batch costs a single round trip.
+ * cannot deadlock each other. For a small batch the counts come back from the same statement and
+ * the load log row is written by it too: a single round trip. A large batch without deletes runs
+ * the bare INSERT and is counted by the caller (loader.ts) from the command tag.
  */
-import { type CollapsedBatch, encodeCells } from "./collapse.js";
+import { type CollapsedBatch, cellEncoder } from "./collapse.js";
 import { COLUMN_SQL } from "./columns.js";
 import type { ValidatedMessage } from "./validate.js";
 import { quoteIdent, quoteQualified } from "./identifiers.js";
@@ -138,6 +139,6 @@ export function staleSampleSql(schema: string, table: string, keyNames: string[]
 
 export function staleSampleParams(batch: CollapsedBatch, sample: ValidatedMessage[]): unknown[] {
   const positions = batch.keyNames.map((k) => batch.columns.indexOf(k));
-  const cells = sample.map((m) => encodeCells(batch, m));
-  return [...positions.map((p) => cells.map((row) => row[p])), sample.map((m) => m.sequence.toString())];
+  const cell = cellEncoder(batch);
+  return [...positions.map((p) => sample.map((m) => cell(m, p))), sample.map((m) => m.sequence.toString())];
 }

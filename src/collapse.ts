@@ -96,22 +96,22 @@ export function collapseBatch(batch: ValidatedBatch, tableColumns: Map<string, C
   return { columns, types, keyNames, winners, deletes, collapsed, minSequence, maxSequence, activations };
 }
 
-/**
- * The encoded cells of one winning message, one per staged column. A delete carries only its
- * key; the row's other columns are kept by the apply step.
- */
-export function encodeCells(c: CollapsedBatch, m: ValidatedMessage): (string | null)[] {
-  const data = m.data as Record<string, unknown>;
-  const isDelete = m.action === "delete";
-  const cells = new Array<string | null>(c.columns.length);
-  for (let i = 0; i < c.columns.length; i++) {
-    const name = c.columns[i] as string;
-    cells[i] = isDelete && !c.keyNames.includes(name) ? null : encodeValue(data[name], c.types[i] as ColumnType);
-  }
-  return cells;
+/** Which staged columns a delete carries: only its key; the apply step keeps the row's other columns. */
+export function carriedByDelete(c: CollapsedBatch): boolean[] {
+  return c.columns.map((name) => c.keyNames.includes(name));
+}
+
+/** An encoder of one cell: the text of column `i` of a winning message, or null (SQL NULL). */
+export function cellEncoder(c: CollapsedBatch): (m: ValidatedMessage, i: number) => string | null {
+  const carried = carriedByDelete(c);
+  return (m, i) =>
+    m.action === "delete" && !carried[i]
+      ? null
+      : encodeValue((m.data as Record<string, unknown>)[c.columns[i] as string], c.types[i] as ColumnType);
 }
 
 /** The winners as encoded rows (for the array parameters of a small batch). */
 export function stagedRows(c: CollapsedBatch): StagedRow[] {
-  return c.winners.map((m) => ({ cells: encodeCells(c, m), sequence: m.sequence, isDelete: m.action === "delete" }));
+  const cell = cellEncoder(c);
+  return c.winners.map((m) => ({ cells: c.columns.map((_, i) => cell(m, i)), sequence: m.sequence, isDelete: m.action === "delete" }));
 }

@@ -164,6 +164,19 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
     return (r.rows[0]?.stale ?? 0) > 0;
   }
 
+  /**
+   * Rows of the table updated so far by this transaction (its own statistics), or null when the
+   * server keeps no such counts (track_counts off).
+   */
+  async function tuplesUpdated(client: pg.PoolClient, quotedTable: string): Promise<bigint | null> {
+    const r = await client.query<{ updated: string; on: boolean }>(
+      "SELECT pg_stat_get_xact_tuples_updated($1::regclass)::text AS updated, current_setting('track_counts') = 'on' AS on",
+      [quotedTable],
+    );
+    const row = r.rows[0];
+    return row?.on ? BigInt(row.updated) : null;
+  }
+
   /** Stage and apply the rows, retire older table versions, write the load log. Returns the counts. */
   async function applyRows(
     client: pg.PoolClient,
@@ -176,7 +189,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
     const log = logParams(options.schema, v.table, received, c, v.tableVersion);
     // The log row rides on the apply statement unless activations must run first.
     const logInline = c.activations.length === 0;
-    let logged = logInline && c.winners.length > 0;
+    let logged = false; // whether the apply statement wrote the log row
     if (c.winners.length > 0) {
       const copy = c.winners.length >= options.copyThreshold;
       let params: unknown[] = [];
@@ -195,73 +208,56 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
       // A large batch without deletes takes its counts from the command tag and the transaction's
       // own statistics rather than from RETURNING, whose million-row result PostgreSQL would
       // materialise just to be counted. (Deletes must be told apart from updates: RETURNING.)
-      let counted = false;
-      if (copy && c.deletes === 0) {
-        const before = await client.query<{ updated: string; on: boolean }>(
-          "SELECT pg_stat_get_xact_tuples_updated($1::regclass)::text AS updated, current_setting('track_counts') = 'on' AS on",
-          [quotedTable],
-        );
-        const row = before.rows[0];
-        if (row?.on) {
-          counted = true;
-          const text = applySql({
-            schema: options.schema,
-            table: v.table,
-            keyNames: v.keyNames,
-            batch: c,
-            source: `${STAGE_TABLE} AS s`,
-            tableVersionParam,
-            stagedParam: null,
-            prefilter,
-            firstLogParam: null,
-          });
-          const applied = (await client.query({ text, values: params })).rowCount ?? 0;
-          const after = await client.query<{ updated: string }>("SELECT pg_stat_get_xact_tuples_updated($1::regclass)::text AS updated", [
-            quotedTable,
-          ]);
-          const updated = Number(BigInt(after.rows[0]?.updated ?? "0") - BigInt(row.updated));
-          Object.assign(result, { inserted: applied - updated, updated, deleted: 0, skipped: c.winners.length - applied });
-        }
-      }
+      const updatedBefore = copy && c.deletes === 0 ? await tuplesUpdated(client, quotedTable) : null;
+      const counted = updatedBefore !== null;
+      let stagedParam: number | null = null;
+      let firstLogParam: number | null = null;
       if (!counted) {
         params.push(c.winners.length);
-        const stagedParam = params.length;
-        const firstLogParam = logInline ? params.length + 1 : null;
-        if (logInline) params.push(...log);
-        const build = () =>
-          applySql({
-            schema: options.schema,
-            table: v.table,
-            keyNames: v.keyNames,
-            batch: c,
-            source: copy ? `${STAGE_TABLE} AS s` : unnestSource(c, 1),
-            tableVersionParam,
-            stagedParam,
-            prefilter,
-            firstLogParam,
-          });
-        let query: pg.QueryConfig;
-        if (copy) {
-          query = { text: build(), values: params };
-        } else {
-          // The array-parameter statement's text depends only on the table's shape, so it is prepared
-          // once per connection (named) and only executed afterwards: no parse or plan per batch.
-          // Its text and name are kept per shape, so a warm small batch builds no SQL at all.
-          const shape = JSON.stringify([v.table, v.keyNames, c.columns, c.types, tableVersionParam !== null, logInline]);
-          let statement = statements.get(shape);
-          if (statement === undefined) {
-            const text = build();
-            statement = { name: `seqload_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`, text };
-            if (statements.size >= 1000) statements.clear();
-            statements.set(shape, statement);
-          }
-          query = { ...statement, values: params };
+        stagedParam = params.length;
+        if (logInline) {
+          firstLogParam = params.length + 1;
+          params.push(...log);
         }
-        const counts = (await client.query<ApplyCounts>(query)).rows[0] as ApplyCounts;
-        Object.assign(result, counts);
-      } else {
-        logged = false;
       }
+      const build = () =>
+        applySql({
+          schema: options.schema,
+          table: v.table,
+          keyNames: v.keyNames,
+          batch: c,
+          source: copy ? `${STAGE_TABLE} AS s` : unnestSource(c, 1),
+          tableVersionParam,
+          stagedParam,
+          prefilter,
+          firstLogParam,
+        });
+      let query: pg.QueryConfig;
+      if (copy) {
+        query = { text: build(), values: params };
+      } else {
+        // The array-parameter statement's text depends only on the table's shape, so it is prepared
+        // once per connection (named) and only executed afterwards: no parse or plan per batch.
+        // Its text and name are kept per shape, so a warm small batch builds no SQL at all.
+        const shape = JSON.stringify([v.table, v.keyNames, c.columns, c.types, tableVersionParam !== null, logInline]);
+        let statement = statements.get(shape);
+        if (statement === undefined) {
+          const text = build();
+          statement = { name: `seqload_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`, text };
+          if (statements.size >= 1000) statements.clear();
+          statements.set(shape, statement);
+        }
+        query = { ...statement, values: params };
+      }
+      const applied = await client.query<ApplyCounts>(query);
+      if (updatedBefore !== null) {
+        const rows = applied.rowCount ?? 0;
+        const updated = Number(((await tuplesUpdated(client, quotedTable)) ?? updatedBefore) - updatedBefore);
+        Object.assign(result, { inserted: rows - updated, updated, deleted: 0, skipped: c.winners.length - rows });
+      } else {
+        Object.assign(result, applied.rows[0] as ApplyCounts);
+      }
+      logged = firstLogParam !== null;
     }
     // Messages that are not rows: activate_version. The first does the work; repeats in the same batch are superseded.
     const nonRows = received - c.collapsed - c.winners.length;

@@ -7,7 +7,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
-import { type CollapsedBatch, stagedRows } from "./collapse.js";
+import { type CollapsedBatch, carriedByDelete, stagedRows } from "./collapse.js";
 import { COLUMN_SQL, type ColumnType } from "./columns.js";
 import { quoteIdent } from "./identifiers.js";
 import { encodeValue } from "./values.js";
@@ -27,10 +27,10 @@ export type DeleteEncoding = "flag" | "timestamp";
 
 function* copyChunks(c: CollapsedBatch, deleteEncoding: DeleteEncoding, deletedAt: string): Generator<string> {
   const CHUNK_ROWS = 2000;
-  const { columns, types, keyNames } = c;
+  // cellEncoder's rule, inlined: this loop runs once per cell of a large batch.
+  const { columns, types } = c;
   const width = columns.length;
-  // A delete carries only its key columns.
-  const deleteCarries = columns.map((name) => keyNames.includes(name));
+  const carried = carriedByDelete(c);
   let chunk = "";
   let n = 0;
   for (const m of c.winners) {
@@ -38,7 +38,7 @@ function* copyChunks(c: CollapsedBatch, deleteEncoding: DeleteEncoding, deletedA
     const isDelete = m.action === "delete";
     let line = "";
     for (let i = 0; i < width; i++) {
-      const cell = isDelete && !deleteCarries[i] ? null : encodeValue(data[columns[i] as string], types[i] as ColumnType);
+      const cell = isDelete && !carried[i] ? null : encodeValue(data[columns[i] as string], types[i] as ColumnType);
       line += `${copyText(cell)}\t`;
     }
     line += m.sequence.toString();

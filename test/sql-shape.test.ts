@@ -82,3 +82,38 @@ describe("the large-batch apply", () => {
     }
   });
 });
+
+describe("a warm loader", () => {
+  it("sends a small batch into a known table as one statement: no catalog query, no DDL, no transaction", async () => {
+    const pool = new pg.Pool({ connectionString: ctx.url, max: 1 });
+    const texts: string[] = [];
+    pool.on("connect", (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
+        const q = args[0];
+        texts.push(typeof q === "string" ? q : ((q as { text?: string }).text ?? ""));
+        return query(...args);
+      };
+    });
+    const loader = await createLoader({ pool });
+    const batch = (sequence: number) => ({
+      table_name: "warm",
+      key_names: ["id"],
+      schema,
+      messages: [1, 2, 3].map((id) => ({ action: "upsert", sequence, data: { id, v: `${id}@${sequence}` } })),
+    });
+    try {
+      await loader.loadBatch(batch(1)); // creates the table, reads the catalog
+      await loader.loadBatch(batch(2));
+      texts.length = 0;
+      const result = await loader.loadBatch(batch(3));
+      expect(result).toMatchObject({ updated: 3 });
+      expect(texts).toHaveLength(1);
+      expect(texts[0]).toContain('ON CONFLICT ("id")');
+      expect(texts[0]).toContain("INSERT INTO seqload.loads");
+    } finally {
+      await loader.close();
+      await pool.end();
+    }
+  });
+});

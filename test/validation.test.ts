@@ -1,5 +1,5 @@
 // Validation happens before any write, and one error lists every problem with index and path.
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { type Batch, BatchValidationError, validateBatch } from "../src/index.js";
 import { PATHS, uniqueTable, useDatabase } from "./helpers/context.js";
 
@@ -142,5 +142,26 @@ describe.each(PATHS)("an invalid message anywhere leaves the table exactly as be
       loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: [{ action: "upsert", sequence: 1, data: { id: "one" } }] }),
     ).rejects.toBeInstanceOf(BatchValidationError);
     expect(await ctx.query("select to_regclass($1)::text as t", [`"${t}"`])).toEqual([{ t: null }]);
+  });
+});
+
+describe("schema compilation", () => {
+  it("compiles a schema once, however many batches (and schema objects) carry it", async () => {
+    const AjvModule = (await import("ajv-draft-04")) as unknown as { default: { prototype: { compile: (...a: unknown[]) => unknown } } };
+    const compile = vi.spyOn(AjvModule.default.prototype, "compile");
+    try {
+      const schema = () => ({ properties: { id: { type: "integer" }, once: { type: "string", maxLength: 17 } } });
+      for (let i = 0; i < 20; i++) {
+        validateBatch({
+          table_name: "t",
+          key_names: ["id"],
+          schema: schema(),
+          messages: [{ action: "upsert", sequence: i, data: { id: i } }],
+        });
+      }
+      expect(compile).toHaveBeenCalledTimes(1);
+    } finally {
+      compile.mockRestore();
+    }
   });
 });

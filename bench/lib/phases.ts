@@ -220,11 +220,11 @@ async function jsPhases(n: number, base: BenchMessage[]): Promise<void> {
   note("js", "seqload checkBatch (validation, Ajv per message)", v, n);
   const validated = v.v as { columns: Map<string, string> };
   const c = await time(() => collapseBatch(validated, new Map(validated.columns)));
-  note("js", "seqload collapseBatch (encode cells + O(n) collapse)", c, n);
-  const collapsed = c.v as { rows: unknown[]; columns: string[] };
-  // A client whose COPY goes nowhere: times seqload's own chunk encoder (copyChunks in stage.ts).
+  note("js", "seqload collapseBatch (O(n) collapse on the keys)", c, n);
+  const collapsed = c.v as { columns: string[] };
+  // A client whose COPY goes nowhere: times seqload's own row encoder (copyChunks in stage.ts).
   const sink = { query: () => new Writable({ write: (_c: unknown, _e: unknown, cb: () => void) => cb() }) };
-  const e = await time(() => copyRows(sink, "x", collapsed.columns, collapsed.rows, "flag"));
+  const e = await time(() => copyRows(sink, "x", collapsed.columns, collapsed, "flag"));
   note("js", "seqload stage encoding (copyRows into a null sink)", e, n);
 }
 
