@@ -185,6 +185,18 @@ Examples:
       t,
     ])
     .option("--insecure-no-auth", "accept requests without a token (only when no token is configured)")
+    .option("--max-in-flight <n>", "batches loading at once; beyond it 503 (default: the pool size, 10)")
+    .option(
+      "--max-in-flight-per-token <n>",
+      "batches loading at once per token; beyond it 429 (default: half of --max-in-flight with several tokens)",
+    )
+    .option("--max-memory-mb <n>", "memory budget for bodies being read and batches being loaded; beyond it 503", "512")
+    .option("--headers-timeout <s>", "seconds for a request's headers to arrive", "10")
+    .option("--body-timeout <s>", "seconds for a request's whole body to arrive; beyond it 408", "30")
+    .option("--keep-alive-timeout <s>", "seconds an idle keep-alive connection stays open", "72")
+    .option("--shutdown-grace <s>", "seconds a shutdown waits for requests in flight before closing their connections", "30")
+    .option("--tls-cert <file>", "serve HTTPS with this PEM certificate (chain); needs --tls-key")
+    .option("--tls-key <file>", "the PEM private key for --tls-cert")
     .addHelpText(
       "after",
       `

@@ -10,11 +10,15 @@ import { ConfigurationError } from "./errors.js";
 import { type Loader, createLoader } from "./loader.js";
 import type { LoaderOptions } from "./options.js";
 import { redactUrl } from "./options.js";
+import { Admission } from "./server/admission.js";
 import { buildApp } from "./server/app.js";
 import { type TokenSpec, parseTokenSpecs } from "./server/auth.js";
 import { InFlightGate } from "./server/gate.js";
+import { type LimitOptions, type TlsOptions, checkTls, resolveLimits, serverFactory } from "./server/limits.js";
+import { ServerMetrics } from "./server/metrics.js";
 
-export interface ServeOptions {
+/** Time limits, batch slots (maxInFlight, maxInFlightPerToken) and the memory budget: see LimitOptions. */
+export interface ServeOptions extends LimitOptions {
   /** Where and how to load (connectionString or pool, schema = the default target schema, …). */
   loaderOptions: LoaderOptions;
   /** TCP port; 0 picks a free one (see the returned url). */
@@ -27,19 +31,17 @@ export interface ServeOptions {
   insecureNoAuth: boolean;
   /** Receives one JSON line per batch and a few lifecycle lines; never a token. */
   log: (line: string) => void;
-  /** Batches loading at once; beyond it 503 + Retry-After: 1. Default: the pool's size (4). */
-  maxInFlight?: number;
   /** Largest request body in bytes, enforced while it streams in. Default 20 MiB (20,971,520). */
   maxBodyBytes?: number;
   /** Most messages in one batch. Default 20,000 (Stitch's limit). */
   maxMessages?: number;
+  /** Serve HTTPS with this PEM certificate (chain) and key. Default: plain HTTP. */
+  tls?: TlsOptions;
 }
 
 /** Stitch documents "20MB"; 20 MiB leaves room for the envelope around target-stitch's 20,000,000-byte records. */
 const DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024;
 const DEFAULT_MAX_MESSAGES = 20_000;
-/** How long close() lets running requests finish before it cuts their connections. */
-const DRAIN_GRACE_MS = 30_000;
 /** Tokens shorter than this are guessable; warn, since refusing would break existing clients. */
 const SHORT_TOKEN = 16;
 
@@ -98,17 +100,30 @@ export async function startServer(opts: ServeOptions): Promise<{ url: string; cl
     throw new ConfigurationError("refusing to start without a token: pass --token or SEQLOAD_TOKENS, or --insecure-no-auth");
   }
   const poolSize = opts.loaderOptions.pool?.options.max ?? opts.loaderOptions.poolSize ?? 4;
-  const maxInFlight = positiveInt("maxInFlight", opts.maxInFlight, poolSize);
+  const limits = resolveLimits(opts, poolSize, specs.length);
+  if (opts.tls !== undefined) checkTls(opts.tls);
   const maxBodyBytes = positiveInt("maxBodyBytes", opts.maxBodyBytes, DEFAULT_MAX_BODY_BYTES);
   const maxMessages = positiveInt("maxMessages", opts.maxMessages, DEFAULT_MAX_MESSAGES);
 
   const loaders = await createLoaders(opts.loaderOptions, specs);
-  const gate = new InFlightGate(maxInFlight);
+  const gate = new InFlightGate(limits.maxInFlight);
+  const pool = loaders.loaderFor(null).pool;
+  const metrics = new ServerMetrics({
+    pool: () => pool,
+    inFlight: () => gate.active,
+    receiving: () => admission.receiving, // read at scrape time, once admission exists
+    memoryReserved: () => admission.memory.used,
+    memoryBudget: limits.maxMemoryBytes,
+  });
+  const admission = new Admission(limits, gate, maxBodyBytes, (why) => metrics.refused(why));
   let closing = false;
   const app = buildApp({
     specs: specs.length > 0 ? specs : null,
     loaderFor: loaders.loaderFor,
     gate,
+    admission,
+    metrics,
+    serverFactory: serverFactory(limits, opts.tls ?? null),
     isClosing: () => closing,
     maxMessages,
     maxBodyBytes,
@@ -119,6 +134,8 @@ export async function startServer(opts: ServeOptions): Promise<{ url: string; cl
   let url: string;
   try {
     url = await app.listen({ port: opts.port, host: opts.host });
+    // Fastify names the scheme from its own https option; the server factory made the server.
+    if (opts.tls !== undefined) url = url.replace(/^http:/, "https:");
   } catch (e) {
     await loaders.close();
     throw e;
@@ -134,7 +151,8 @@ export async function startServer(opts: ServeOptions): Promise<{ url: string; cl
       schema,
       tokens: specs.length,
       boundSchemas: bound,
-      maxInFlight,
+      tls: opts.tls !== undefined,
+      ...limits,
       maxBodyBytes,
       maxMessages,
     }),
@@ -159,7 +177,7 @@ export async function startServer(opts: ServeOptions): Promise<{ url: string; cl
     opts.log(logLine({ event: "closing", inFlight: gate.active }));
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), DRAIN_GRACE_MS);
+      timer = setTimeout(() => resolve("timeout"), limits.shutdownGraceMs);
     });
     const drained = await Promise.race([gate.whenIdle().then(() => "idle" as const), grace]);
     clearTimeout(timer);

@@ -2,8 +2,11 @@
  * `seqload serve`: the Import API over HTTP (src/serve.ts) on the database the other commands
  * use. This file only turns flags into startServer's options and handles the shutdown signals.
  */
+import { readFileSync } from "node:fs";
+import type { LimitOptions, TlsOptions } from "../server/limits.js";
 import { openDatabase } from "./database.js";
 import { CliError, EXIT_OK } from "./errors.js";
+import { limitHeapGrowth } from "./heap.js";
 import type { Io } from "./io.js";
 
 export interface ServeFlags {
@@ -13,6 +16,15 @@ export interface ServeFlags {
   schema?: string;
   token?: string[];
   insecureNoAuth?: boolean;
+  maxInFlight?: string;
+  maxInFlightPerToken?: string;
+  maxMemoryMb?: string;
+  headersTimeout?: string;
+  bodyTimeout?: string;
+  keepAliveTimeout?: string;
+  shutdownGrace?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 const DEFAULT_PORT = 8080;
@@ -31,8 +43,52 @@ function parsePort(text: string | undefined): number {
   return port;
 }
 
+/** A positive number from a flag (seconds or MiB), or a positive integer (counts). */
+function positive(flag: string, text: string | undefined, integer: boolean): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  const ok = /^\s*\d+(\.\d+)?\s*$/.test(text) && n > 0 && (!integer || Number.isSafeInteger(n));
+  if (!ok) throw new CliError(`${flag} must be a positive ${integer ? "integer" : "number"}, got ${JSON.stringify(text)}`);
+  return n;
+}
+
+const seconds = (flag: string, text: string | undefined): number | undefined => {
+  const s = positive(flag, text, false);
+  return s === undefined ? undefined : s * 1000;
+};
+
+/** The limits of src/server/limits.ts from their flags. */
+export function limitOptions(flags: ServeFlags): LimitOptions {
+  const all: LimitOptions = {
+    maxInFlight: positive("--max-in-flight", flags.maxInFlight, true),
+    maxInFlightPerToken: positive("--max-in-flight-per-token", flags.maxInFlightPerToken, true),
+    maxMemoryMb: positive("--max-memory-mb", flags.maxMemoryMb, false),
+    headersTimeoutMs: seconds("--headers-timeout", flags.headersTimeout),
+    bodyTimeoutMs: seconds("--body-timeout", flags.bodyTimeout),
+    keepAliveTimeoutMs: seconds("--keep-alive-timeout", flags.keepAliveTimeout),
+    shutdownGraceMs: seconds("--shutdown-grace", flags.shutdownGrace),
+  };
+  return Object.fromEntries(Object.entries(all).filter(([, v]) => v !== undefined));
+}
+
+/** --tls-cert and --tls-key, read now so that a wrong path fails at startup with its name. */
+export function tlsOptions(flags: ServeFlags): TlsOptions | undefined {
+  if (flags.tlsCert === undefined && flags.tlsKey === undefined) return undefined;
+  if (flags.tlsCert === undefined || flags.tlsKey === undefined) throw new CliError("--tls-cert and --tls-key go together: pass both");
+  const read = (flag: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new CliError(`cannot read ${flag} ${file}: ${(e as Error).message}`);
+    }
+  };
+  return { cert: read("--tls-cert", flags.tlsCert), key: read("--tls-key", flags.tlsKey) };
+}
+
 export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
   const port = parsePort(flags.port);
+  const limits = limitOptions(flags);
+  const tls = tlsOptions(flags);
   const host = flags.host ?? DEFAULT_HOST;
   const tokens = resolveTokens(flags.token, process.env.SEQLOAD_TOKENS);
   const insecureNoAuth = flags.insecureNoAuth === true;
@@ -42,6 +98,8 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
         "clients then send `Authorization: Bearer TOKEN`. To accept requests without a token, pass --insecure-no-auth.",
     );
   }
+  // Batches come and go as in `load`: keep V8's garbage between collections small (src/cli/heap.ts).
+  limitHeapGrowth();
   // Loaded only when serving, so that the other commands never load fastify.
   const { startServer } = await import("../serve.js");
   const db = await openDatabase({ databaseUrl: flags.databaseUrl, log: io.err, poolSize: 10 });
@@ -54,6 +112,8 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
       tokens,
       insecureNoAuth,
       log: io.err,
+      ...limits,
+      ...(tls === undefined ? {} : { tls }),
     });
   } catch (e) {
     await db.close();

@@ -2,16 +2,22 @@
  * The Fastify application behind `seqload serve`: a thin HTTP layer over the library's
  * validateBatch and loader.loadBatch. Order of checks for a batch, cheapest first, so that an
  * unauthenticated or excess request never costs us a body read:
- *   shutting down? → token → in-flight slot → content type → size (while streaming) → JSON → load
+ *   shutting down? → token → memory for the declared size → content type → size and time limit
+ *   (while streaming) → batch slot, token's slot, memory to parse and load (src/server/admission.ts)
+ *   → JSON → load
+ * A body still arriving holds no batch slot and no database connection.
  */
+import type { RequestListener, Server } from "node:http";
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
 import { BatchValidationError } from "../errors.js";
 import { parseJson } from "../json.js";
 import type { Loader } from "../loader.js";
 import { validateBatch } from "../validate.js";
 import { type TokenSpec, authenticateWith } from "./auth.js";
-import { admitBatch, handleBatch, trackBatch } from "./batch.js";
+import { type Admission, Refusal } from "./admission.js";
+import { handleBatch, trackBatch } from "./batch.js";
 import type { InFlightGate } from "./gate.js";
+import type { ServerMetrics } from "./metrics.js";
 import { NOT_JSON, SHUTTING_DOWN, VALID, answerForError, clientError, sendAnswer, tooLarge } from "./replies.js";
 
 export interface AppContext {
@@ -20,6 +26,11 @@ export interface AppContext {
   /** The loader for a token's bound schema (null: the default schema). */
   loaderFor(schema: string | null): Loader;
   gate: InFlightGate;
+  /** Batch slots per token, the memory budget and the body timeout. */
+  admission: Admission;
+  metrics: ServerMetrics;
+  /** Creates the HTTP(S) server with Node's time limits set (src/server/limits.ts). */
+  serverFactory?: (handler: RequestListener) => Server;
   isClosing(): boolean;
   maxMessages: number;
   maxBodyBytes: number;
@@ -40,6 +51,7 @@ const ROUTES: Readonly<Record<string, string>> = {
   "/v2/import/validate": "POST",
   "/v2/import/status": "GET, HEAD",
   "/healthz": "GET, HEAD",
+  "/metrics": "GET, HEAD",
 };
 
 export function buildApp(ctx: AppContext): FastifyInstance {
@@ -48,12 +60,19 @@ export function buildApp(ctx: AppContext): FastifyInstance {
     bodyLimit: ctx.maxBodyBytes,
     return503OnClosing: false, // our own 503 (Stitch-shaped, with Retry-After) answers instead
     forceCloseConnections: "idle",
+    ...(ctx.serverFactory === undefined ? {} : { serverFactory: ctx.serverFactory }),
   });
 
   // Only application/json is a body we read (Stitch answers 415 to anything else, Transit too).
   // The text is parsed losslessly: 19-digit sequences must never pass through a double.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser("application/json", { parseAs: "string", bodyLimit: ctx.maxBodyBytes }, (_request, text, done) => {
+  app.addContentTypeParser("application/json", { parseAs: "string", bodyLimit: ctx.maxBodyBytes }, (request, text, done) => {
+    // The body is complete: only now does a batch take a slot, and the memory to parse and load it.
+    const refused = ctx.admission.admit(request, request.routeOptions.url === "/v2/import/batch");
+    if (refused !== null) {
+      done(new Refusal(refused), undefined);
+      return;
+    }
     try {
       done(null, parseJson(text as string));
     } catch (e) {
@@ -65,6 +84,7 @@ export function buildApp(ctx: AppContext): FastifyInstance {
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof Refusal) return sendAnswer(reply, error.answer);
     if (error instanceof MalformedJsonError) return sendAnswer(reply, clientError(error.message, "MALFORMED_JSON"));
     switch (error.code) {
       case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
@@ -114,15 +134,18 @@ export function buildApp(ctx: AppContext): FastifyInstance {
     if (ctx.isClosing()) return sendAnswer(reply, SHUTTING_DOWN);
   });
 
-  const authenticate = authenticateWith(ctx.specs);
+  app.addHook("preParsing", ctx.admission.guardBody());
 
-  app.post("/v2/import/batch", { onRequest: [trackBatch(ctx), authenticate, admitBatch(ctx)] }, (request, reply) =>
+  const authenticate = authenticateWith(ctx.specs);
+  const reserveBody = ctx.admission.reserveBody();
+
+  app.post("/v2/import/batch", { onRequest: [trackBatch(ctx), authenticate, reserveBody] }, (request, reply) =>
     handleBatch(ctx, request, reply),
   );
 
   // Batch-shaped, unlike Stitch's push-shaped validate (an array of records with client_id):
   // it answers "would /v2/import/batch accept this body?" without touching the database.
-  app.post("/v2/import/validate", { onRequest: authenticate }, async (request, reply) => {
+  app.post("/v2/import/validate", { onRequest: [authenticate, reserveBody] }, async (request, reply) => {
     if (request.body === undefined) return sendAnswer(reply, NOT_JSON);
     if (Array.isArray(request.body)) {
       return sendAnswer(
@@ -152,6 +175,9 @@ export function buildApp(ctx: AppContext): FastifyInstance {
       code: "OK",
     }),
   );
+
+  // Prometheus text format; no token (scrapers rarely carry one) and nothing secret in it.
+  app.get("/metrics", async (_request, reply) => reply.type(ctx.metrics.contentType).send(await ctx.metrics.text()));
 
   app.get("/healthz", async (_request, reply) => {
     const pool = ctx.loaderFor(null).pool;

@@ -1,6 +1,6 @@
 /**
- * `POST /v2/import/batch`: admission (backpressure), the load itself, and the one structured log
- * line each request gets, whatever its outcome. The log line is written when both the HTTP
+ * `POST /v2/import/batch`: the load itself (admission is src/server/admission.ts), and the one
+ * structured log line (and the metrics) each request gets, whatever its outcome. The log line is written when both the HTTP
  * exchange and the load are over, so it always carries the LoadResult of a batch that was
  * committed, even if the client hung up before the 201 reached it.
  */
@@ -10,13 +10,11 @@ import type { LoadResult } from "../types.js";
 import type { AppContext } from "./app.js";
 import { stateOf } from "./auth.js";
 import { Exchange } from "./gate.js";
-import { ACCEPTED, BUSY, type HttpAnswer, NOT_JSON, answerForError, answerOf, sendAnswer } from "./replies.js";
+import { ACCEPTED, type HttpAnswer, NOT_JSON, answerForError, answerOf, sendAnswer } from "./replies.js";
 
 interface BatchInfo {
   exchange: Exchange;
   started: number;
-  /** Holds an in-flight slot (to release exactly once, at the end). */
-  slot: boolean;
   /** The connection closed before the whole answer was written: the client went away. */
   hungUp: boolean;
   table: string | null;
@@ -32,7 +30,6 @@ export function trackBatch(ctx: AppContext) {
     const info: BatchInfo = {
       exchange: new Exchange(() => finish(ctx, request, reply, info)),
       started: performance.now(),
-      slot: false,
       hungUp: false,
       table: null,
       result: null,
@@ -45,19 +42,6 @@ export function trackBatch(ctx: AppContext) {
       info.hungUp = !reply.raw.writableFinished;
       info.exchange.drop();
     });
-  };
-}
-
-/** onRequest hook after authentication: admit the batch or answer 503 at once. */
-export function admitBatch(ctx: AppContext) {
-  return async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
-    const info = batches.get(request);
-    if (info === undefined) throw new Error("admitBatch without trackBatch (a seqload bug)");
-    if (!ctx.gate.tryAcquire()) {
-      return sendAnswer(reply, BUSY);
-    }
-    info.slot = true;
-    return undefined;
   };
 }
 
@@ -105,9 +89,21 @@ export async function handleBatch(ctx: AppContext, request: FastifyRequest, repl
 }
 
 function finish(ctx: AppContext, request: FastifyRequest, reply: FastifyReply, info: BatchInfo): void {
-  if (info.slot) ctx.gate.release();
+  // The batch slot, the token's slot and the memory taken at admission (src/server/admission.ts).
+  ctx.admission.release(request);
   try {
-    ctx.log(JSON.stringify(logLine(ctx, request, reply, info)));
+    const line = logLine(ctx, request, reply, info);
+    const body = request.body as { messages?: unknown } | undefined;
+    ctx.metrics.batch({
+      status: line.status as number | null,
+      code: answerOf(request)?.code,
+      schema: line.schema as string | null,
+      table: info.table,
+      messages: Array.isArray(body?.messages) ? body.messages.length : 0,
+      result: info.result,
+      seconds: (performance.now() - info.started) / 1000,
+    });
+    ctx.log(JSON.stringify(line));
   } catch {
     // A failing log sink must not take the server down (this runs in a socket event handler).
   }
