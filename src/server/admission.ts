@@ -84,6 +84,8 @@ interface Ticket {
   memory: number;
   /** Body bytes received so far. */
   received: number;
+  /** A batch (takes a slot once its body is complete), not only a body to parse. */
+  batch: boolean;
   /** Holds a batch slot (and one of its token's). */
   slot: boolean;
   tokenKey: unknown;
@@ -116,16 +118,26 @@ export class Admission {
 
   /**
    * onRequest hook, after the token check, on the routes that read a body: reserve the declared
-   * Content-Length in the memory budget before a byte of the body is read, or answer 503.
+   * Content-Length in the memory budget before a byte of the body is read, or answer 503. A batch
+   * that could not take a slot now is answered at once too, rather than after its upload (it is
+   * checked again once its body is complete, and only then takes the slot).
    */
-  reserveBody() {
+  reserveBody(batch: boolean) {
     return async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
-      const ticket: Ticket = { memory: 0, received: 0, slot: false, tokenKey: stateOf(request).spec ?? NO_TOKEN, done: false };
+      const tokenKey = stateOf(request).spec ?? NO_TOKEN;
+      const ticket: Ticket = { memory: 0, received: 0, batch, slot: false, tokenKey, done: false };
       this.#tickets.set(request, ticket);
       // A batch that took a slot is released by its route when its load is over, not at close.
       reply.raw.once("close", () => {
         if (!ticket.slot) this.release(request);
       });
+      if (batch) {
+        const full = this.#slotRefusal(tokenKey);
+        if (full !== null) {
+          ticket.done = true;
+          return this.#refuse(reply, full.why, full.answer);
+        }
+      }
       const declared = Number(request.headers["content-length"]);
       // Over the body limit: Fastify answers 413 before reading; nothing to reserve.
       if (!Number.isSafeInteger(declared) || declared <= 0 || declared > this.maxBodyBytes) return undefined;
@@ -164,7 +176,9 @@ export class Admission {
         },
         flush: (callback: TransformCallback) => {
           stopCounting();
-          callback();
+          // The body is complete: admit it before Fastify joins and decodes it.
+          const refused = ticket === undefined ? null : this.#admit(ticket);
+          callback(refused === null ? null : new Refusal(refused));
         },
       });
       const timer = setTimeout(() => {
@@ -188,28 +202,31 @@ export class Admission {
     };
   }
 
+  /** Why a batch of this token could not take a slot now, or null. */
+  #slotRefusal(tokenKey: unknown): { why: Refused; answer: HttpAnswer } | null {
+    // The server full is the server's answer (503); a token at its share is the token's (429).
+    if (this.gate.active >= this.gate.limit) return { why: "busy", answer: BUSY };
+    if ((this.#perToken.get(tokenKey) ?? 0) >= this.limits.maxInFlightPerToken) {
+      return { why: "token", answer: TOKEN_BUSY(this.limits.maxInFlightPerToken) };
+    }
+    return null;
+  }
+
   /**
-   * Once the body is complete, before it is parsed: take what parsing and loading it will cost,
-   * and for a batch a slot (its token's first, then the server's). Null = admitted.
+   * Once the body is complete, before it is joined and parsed: take what parsing and loading it
+   * will cost, and for a batch a slot (the server's and its token's). Null = admitted.
    */
-  admit(request: FastifyRequest, batch: boolean): HttpAnswer | null {
-    const ticket = this.#tickets.get(request);
-    if (ticket === undefined) return null; // a route without admission
+  #admit(ticket: Ticket): HttpAnswer | null {
     if (ticket.done) return MEMORY_BUSY; // the client is gone; nobody reads this answer
-    if (batch) {
-      // The server full is the server's answer (503); a token at its share is the token's (429).
-      if (this.gate.active >= this.gate.limit) {
-        this.onRefused("busy");
-        return BUSY;
-      }
-      const held = this.#perToken.get(ticket.tokenKey) ?? 0;
-      if (held >= this.limits.maxInFlightPerToken) {
-        this.onRefused("token");
-        return TOKEN_BUSY(this.limits.maxInFlightPerToken);
+    if (ticket.batch) {
+      const full = this.#slotRefusal(ticket.tokenKey);
+      if (full !== null) {
+        this.onRefused(full.why);
+        return full.answer;
       }
       if (!this.gate.tryAcquire()) throw new Error("InFlightGate refused a free slot (a seqload bug)");
       ticket.slot = true;
-      this.#perToken.set(ticket.tokenKey, held + 1);
+      this.#perToken.set(ticket.tokenKey, (this.#perToken.get(ticket.tokenKey) ?? 0) + 1);
     }
     const cost = Math.min(ticket.received * MEMORY_PER_BODY_BYTE, this.memory.limit);
     if (cost > ticket.memory && !this.#reserve(ticket, cost - ticket.memory)) {

@@ -66,13 +66,7 @@ export function buildApp(ctx: AppContext): FastifyInstance {
   // Only application/json is a body we read (Stitch answers 415 to anything else, Transit too).
   // The text is parsed losslessly: 19-digit sequences must never pass through a double.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser("application/json", { parseAs: "string", bodyLimit: ctx.maxBodyBytes }, (request, text, done) => {
-    // The body is complete: only now does a batch take a slot, and the memory to parse and load it.
-    const refused = ctx.admission.admit(request, request.routeOptions.url === "/v2/import/batch");
-    if (refused !== null) {
-      done(new Refusal(refused), undefined);
-      return;
-    }
+  app.addContentTypeParser("application/json", { parseAs: "string", bodyLimit: ctx.maxBodyBytes }, (_request, text, done) => {
     try {
       done(null, parseJson(text as string));
     } catch (e) {
@@ -137,15 +131,13 @@ export function buildApp(ctx: AppContext): FastifyInstance {
   app.addHook("preParsing", ctx.admission.guardBody());
 
   const authenticate = authenticateWith(ctx.specs);
-  const reserveBody = ctx.admission.reserveBody();
-
-  app.post("/v2/import/batch", { onRequest: [trackBatch(ctx), authenticate, reserveBody] }, (request, reply) =>
+  app.post("/v2/import/batch", { onRequest: [trackBatch(ctx), authenticate, ctx.admission.reserveBody(true)] }, (request, reply) =>
     handleBatch(ctx, request, reply),
   );
 
   // Batch-shaped, unlike Stitch's push-shaped validate (an array of records with client_id):
   // it answers "would /v2/import/batch accept this body?" without touching the database.
-  app.post("/v2/import/validate", { onRequest: [authenticate, reserveBody] }, async (request, reply) => {
+  app.post("/v2/import/validate", { onRequest: [authenticate, ctx.admission.reserveBody(false)] }, async (request, reply) => {
     if (request.body === undefined) return sendAnswer(reply, NOT_JSON);
     if (Array.isArray(request.body)) {
       return sendAnswer(
