@@ -3,6 +3,7 @@
 // (429), the memory budget (503 by Content-Length, by streamed bytes, at admission), and what
 // GET /metrics says about all of it.
 import { randomBytes } from "node:crypto";
+import net from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ServeOptions, startServer } from "../src/serve.js";
@@ -139,6 +140,33 @@ describe("seqload serve: limits", () => {
     expect(metric(text, "seqload_memory_reserved_bytes")).toBe(0);
     const timedOut = logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.code === "BODY_TIMEOUT");
     expect(timedOut.length).toBeGreaterThanOrEqual(30);
+  });
+
+  it("headers that never finish get 408 after --headers-timeout; an idle keep-alive connection closes after --keep-alive-timeout", async () => {
+    const s = await serve({ headersTimeoutMs: 1_000, keepAliveTimeoutMs: 500 });
+    const u = new URL(s.url);
+    /** Open a connection, write `text`, and collect what comes back until the server closes it. */
+    const converse = (text: string) =>
+      new Promise<{ data: string; ms: number }>((resolve, reject) => {
+        const started = performance.now();
+        let data = "";
+        const socket = net.connect({ host: u.hostname, port: Number(u.port) }, () => socket.write(text));
+        socket.setEncoding("utf8").on("data", (d: string) => (data += d));
+        socket.on("close", () => resolve({ data, ms: performance.now() - started }));
+        socket.on("error", reject);
+        setTimeout(() => {
+          socket.destroy();
+          reject(new Error(`the server kept the connection open: ${data}`));
+        }, 8_000);
+      });
+    const slowHeaders = await converse(`POST /v2/import/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\n`);
+    expect(slowHeaders.data).toMatch(/^HTTP\/1\.1 408 /);
+    expect(slowHeaders.ms).toBeGreaterThanOrEqual(900);
+    const idle = await converse("GET /v2/import/status HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect(idle.data).toMatch(/^HTTP\/1\.1 200 /);
+    // Closed by the server after about 0.5 s of idleness (the default would keep it 72 s).
+    expect(idle.ms).toBeGreaterThanOrEqual(400);
+    expect(idle.ms).toBeLessThan(5_000);
   });
 
   it("per token: beyond --max-in-flight-per-token a token gets 429 + Retry-After while another token is served", async () => {
