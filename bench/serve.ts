@@ -340,9 +340,10 @@ async function memoryPhase(databaseUrl: string, pool: pg.Pool, serverArgs: strin
   const result = await check(pool, model);
   const committed = ok.filter(Boolean).length;
   console.log(`  committed ${committed}/${clients} batches in ${seconds.toFixed(1)} s; attempts by status: ${fmtStatuses(tally)}`);
-  console.log(`  server peak RSS: ${(peakRssKb / 1024).toFixed(0)} MB (target ≤ 600 MB)`);
+  const peakMb = peakRssKb / 1024;
+  console.log(`  server peak RSS: ${peakMb.toFixed(0)} MB (target ≤ 600 MB: ${peakMb <= 600 ? "met" : "NOT met"})`);
   console.log(`  table: ${result.rows} rows, ${result.wrong} wrong, ${result.missing} missing, ${result.extra} extra`);
-  return committed === clients && result.wrong + result.missing + result.extra === 0;
+  return committed === clients && result.wrong + result.missing + result.extra === 0 && peakMb <= 600;
 }
 
 async function mixPhase(databaseUrl: string, pool: pg.Pool, seconds: number): Promise<boolean> {
