@@ -169,6 +169,24 @@ describe("seqload serve: limits", () => {
     expect(idle.ms).toBeLessThan(5_000);
   });
 
+  it("--shutdown-grace: after it, close() cuts the connection of a batch still loading; the batch still commits", async () => {
+    const s = await serve({ shutdownGraceMs: 300 });
+    expect((await post(s.url, "/v2/import/batch", batch("grace", [up(1, 1, "a")]), { token: TOKEN })).status).toBe(201);
+    const lock = await lockTable("grace");
+    const inFlight = post(s.url, "/v2/import/batch", batch("grace", [up(1, 2, "during shutdown")]), { token: TOKEN }).catch(
+      (e: Error) => e,
+    );
+    await waitingOnLock(1);
+    const started = performance.now();
+    const closed = s.close();
+    // The client sees its connection cut once the grace is over, not an answer.
+    expect(await inFlight).toBeInstanceOf(Error);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(250);
+    await lock.release();
+    await closed;
+    expect(await q("select name from grace")).toEqual([{ name: "during shutdown" }]);
+  });
+
   it("per token: beyond --max-in-flight-per-token a token gets 429 + Retry-After while another token is served", async () => {
     const s = await serve({ maxInFlight: 4 }); // two tokens: 2 each by default
     expect((await post(s.url, "/v2/import/batch", batch("greedy", [up(1, 1, "a")]), { token: TOKEN })).status).toBe(201);
