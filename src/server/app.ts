@@ -2,9 +2,9 @@
  * The Fastify application behind `seqload serve`: a thin HTTP layer over the library's
  * validateBatch and loader.loadBatch. Order of checks for a batch, cheapest first, so that an
  * unauthenticated or excess request never costs us a body read:
- *   shutting down? → token → memory for the declared size → content type → size and time limit
- *   (while streaming) → batch slot, token's slot, memory to parse and load (src/server/admission.ts)
- *   → JSON → load
+ *   shutting down? → token → a slot free now? → memory for the declared size → content type →
+ *   size and time limit (while streaming) → batch slot, token's slot, memory to parse and load
+ *   (src/server/admission.ts) → JSON → load
  * A body still arriving holds no batch slot and no database connection.
  */
 import type { RequestListener, Server } from "node:http";

@@ -1,8 +1,8 @@
 /**
  * `POST /v2/import/batch`: the load itself (admission is src/server/admission.ts), and the one
- * structured log line (and the metrics) each request gets, whatever its outcome. The log line is written when both the HTTP
- * exchange and the load are over, so it always carries the LoadResult of a batch that was
- * committed, even if the client hung up before the 201 reached it.
+ * structured log line and metrics update each request gets, whatever its outcome. Both are
+ * written when the HTTP exchange and the load are over, so they always carry the LoadResult of a
+ * batch that was committed, even if the client hung up before the 201 reached it.
  */
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { BatchValidationError } from "../errors.js";
