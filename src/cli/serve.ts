@@ -5,6 +5,7 @@
 import { openDatabase } from "./database.js";
 import { CliError, EXIT_OK } from "./errors.js";
 import type { Io } from "./io.js";
+import type { RunningServer } from "../serve.js";
 
 export interface ServeFlags {
   port?: string;
@@ -12,6 +13,8 @@ export interface ServeFlags {
   databaseUrl?: string;
   schema?: string;
   token?: string[];
+  tokensFile?: string;
+  maxSchemasCached?: string;
   insecureNoAuth?: boolean;
 }
 
@@ -22,6 +25,14 @@ const DEFAULT_HOST = "127.0.0.1";
 export function resolveTokens(flags: string[] | undefined, env: string | undefined): string[] {
   const all = [...(flags ?? []), ...(env ?? "").split(",")].map((t) => t.trim()).filter((t) => t !== "");
   return [...new Set(all)];
+}
+
+function parseCount(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) {
+    throw new CliError(`${flag} must be a positive whole number, got ${JSON.stringify(text)}`);
+  }
+  return Number(text);
 }
 
 function parsePort(text: string | undefined): number {
@@ -36,22 +47,34 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
   const host = flags.host ?? DEFAULT_HOST;
   const tokens = resolveTokens(flags.token, process.env.SEQLOAD_TOKENS);
   const insecureNoAuth = flags.insecureNoAuth === true;
-  if (tokens.length === 0 && !insecureNoAuth) {
+  const tokensFile = flags.tokensFile;
+  if (tokens.length === 0 && tokensFile === undefined && !insecureNoAuth) {
     throw new CliError(
       "no API token configured: pass --token TOKEN (repeatable) or set SEQLOAD_TOKENS=token1,token2; " +
-        "clients then send `Authorization: Bearer TOKEN`. To accept requests without a token, pass --insecure-no-auth.",
+        "clients then send `Authorization: Bearer TOKEN`. To accept requests without a token, pass --insecure-no-auth. " +
+        "For production put the tokens in a file only you can read (`seqload token new >> tokens; chmod 600 tokens`) " +
+        "and pass --tokens-file tokens.",
+    );
+  }
+  const maxSchemasCached = parseCount("--max-schemas-cached", flags.maxSchemasCached);
+  if ((flags.token ?? []).length > 0) {
+    io.err(
+      "seqload: warning: --token puts the token in the argument list, which other local users can read (ps, /proc); " +
+        "use --tokens-file FILE (mode 600) or SEQLOAD_TOKENS outside development",
     );
   }
   // Loaded only when serving, so that the other commands never load fastify.
   const { startServer } = await import("../serve.js");
   const db = await openDatabase({ databaseUrl: flags.databaseUrl, log: io.err, poolSize: 10 });
-  let server: { url: string; close(): Promise<void> };
+  let server: RunningServer;
   try {
     server = await startServer({
       loaderOptions: { pool: db.pool, ...(flags.schema !== undefined ? { schema: flags.schema } : {}) },
       port,
       host,
       tokens,
+      ...(tokensFile !== undefined ? { tokensFile } : {}),
+      ...(maxSchemasCached !== undefined ? { maxSchemasCached } : {}),
       insecureNoAuth,
       log: io.err,
     });
@@ -61,6 +84,10 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
   }
   const where = `${db.displayUrl}${flags.schema !== undefined ? `, schema ${flags.schema}` : ""}`;
   io.err(`seqload: serving the Import API at ${server.url}, loading into ${where}; Ctrl-C stops it`);
+  // SIGHUP rereads the tokens file (its result is logged by the server, with counts only). The
+  // handler stays until exit: without one, a SIGHUP during shutdown would kill the process.
+  const reread = () => server.reloadTokens("SIGHUP");
+  process.on("SIGHUP", reread);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGINT", () => resolve("SIGINT"));
     process.once("SIGTERM", () => resolve("SIGTERM"));
