@@ -87,6 +87,8 @@ export interface RunningServer {
   url: string;
   /** Reread the tokens file (what SIGHUP does); a bad file is refused and the old set stays. */
   reloadTokens(reason?: string): TokensReload;
+  /** Per-schema loaders: cached now (at most maxSchemasCached) and created since start. */
+  readonly tenants: { cached: number; created: number };
   close(): Promise<void>;
 }
 
@@ -231,6 +233,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   return {
     url,
     reloadTokens,
+    get tenants() {
+      return { cached: loaders.cached, created: loaders.created };
+    },
     close: () => {
       closed ??= shutdown();
       return closed;

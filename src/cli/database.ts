@@ -8,6 +8,7 @@
  * the URL (password hidden) and what to check.
  */
 import { createRequire } from "node:module";
+import os from "node:os";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import pg from "pg";
@@ -38,18 +39,35 @@ function pgEnvironmentUrl(): string {
   return u.toString();
 }
 
+/** The password file's line for these parameters (PGPASSFILE, else ~/.pgpass), if any matches. */
+function passwordFromFile(conn: { host: string; port: string; database: string; user: string }): Promise<string | undefined> {
+  return new Promise((resolve) => pgpass(conn, resolve));
+}
+
 /**
- * pg's `password` option when the URL holds none and PGPASSWORD is unset: a lookup in the
- * password file, done only if the server asks for a password.
+ * The password for a URL that holds none, with PGPASSWORD unset: the password file's, looked up
+ * once here with the parameters libpq would use (pg reads the file itself too, but only when
+ * given no connection string, and with a deprecation warning). Undefined when nothing matches.
  */
-function passwordFromFile(): (params?: { host?: string; port?: number; database?: string; user?: string }) => Promise<string> {
-  return (params) =>
-    new Promise((resolve) => {
-      // pg passes its resolved connection parameters (host, port, database, user) to this function.
-      pgpass({ host: params?.host, port: params?.port, database: params?.database, user: params?.user }, (password) =>
-        resolve(password ?? ""),
-      );
-    });
+async function filePasswordFor(url: string | null): Promise<string | undefined> {
+  if ((process.env.PGPASSWORD ?? "") !== "") return undefined; // pg uses it by itself
+  const env = process.env;
+  let u: URL | null = null;
+  if (url !== null) {
+    try {
+      u = new URL(url);
+    } catch {
+      return undefined;
+    }
+    if (u.password !== "") return undefined;
+  }
+  const user = (u !== null ? decodeURIComponent(u.username) : "") || env.PGUSER || os.userInfo().username;
+  return passwordFromFile({
+    host: u?.searchParams.get("host") ?? (u?.hostname || env.PGHOST || "localhost"),
+    port: u?.port || env.PGPORT || "5432",
+    database: (u !== null ? decodeURIComponent(u.pathname.slice(1)) : "") || env.PGDATABASE || user,
+    user,
+  });
 }
 
 export interface DatabaseOptions {
@@ -117,11 +135,17 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
       url = server.connectionString;
     }
   }
-  const passwordGiven = (!fromPgEnvironment && hasPassword(url)) || (process.env.PGPASSWORD ?? "") !== "";
+  const filePassword = server === null ? await filePasswordFor(fromPgEnvironment ? null : url) : undefined;
+  let connectionString = url;
+  if (filePassword !== undefined && !fromPgEnvironment) {
+    const u = new URL(url);
+    u.password = encodeURIComponent(filePassword);
+    connectionString = u.toString();
+  }
   const pool = new pg.Pool({
     // Without a connection string pg takes host, port, user, database and password from PG*.
-    ...(fromPgEnvironment ? {} : { connectionString: url }),
-    ...(passwordGiven || server !== null ? {} : { password: passwordFromFile() }),
+    ...(fromPgEnvironment ? {} : { connectionString }),
+    ...(fromPgEnvironment && filePassword !== undefined ? { password: filePassword } : {}),
     max: opts.poolSize ?? 4,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
   });
@@ -144,13 +168,8 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   };
 }
 
-function hasPassword(url: string): boolean {
-  try {
-    return new URL(url).password !== "";
-  } catch {
-    return /:\/\/[^:/@]+:[^@]+@/.test(url);
-  }
-}
+const NO_PASSWORD =
+  "the server wants a password and none was found: put it in the URL, or (keeping it out of the argument list) in PGPASSWORD or in a line of PGPASSFILE or ~/.pgpass (mode 600)";
 
 /** What to check, by error code (SQLSTATE or Node socket code). */
 const HINTS: Readonly<Record<string, string>> = {
@@ -170,7 +189,11 @@ const HINTS: Readonly<Record<string, string>> = {
 function connectFailure(url: string, origin: string, e: unknown): CliError {
   const err = e as { code?: string; message?: string };
   const why = err.message !== undefined && err.message !== "" ? err.message : String(e);
-  const hint = (err.code !== undefined ? HINTS[err.code] : undefined) ?? (/timeout/i.test(why) ? HINTS.ETIMEDOUT : undefined);
+  const hint =
+    (err.code !== undefined ? HINTS[err.code] : undefined) ??
+    (/timeout/i.test(why) ? HINTS.ETIMEDOUT : undefined) ??
+    // pg's words when the server asks for a password and none was found anywhere.
+    (/password must be a string/i.test(why) ? NO_PASSWORD : undefined);
   return new CliError(
     `cannot connect to PostgreSQL at ${redactUrl(url)} (from ${origin}): ${why}\n` +
       (hint !== undefined ? `Check: ${hint}${hint.endsWith("?") ? "" : "."}\n` : "") +
