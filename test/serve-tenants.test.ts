@@ -296,12 +296,31 @@ describe("1,000 tenants", () => {
       const first = tenants[0] as { token: string; schema: string };
       expect((await post(s.url, "/v2/import/batch", batch("events", 1, 2, "again"), { token: first.token })).status).toBe(201);
       expect(await q(`select name from ${pg.escapeIdentifier(first.schema)}.events`)).toEqual([{ name: "again" }]);
+      // Prepared statements of the small-batch path, per pooled connection (a server-side cost per tenant table).
+      const prepared = await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          const c = await pool.connect();
+          return c;
+        }),
+      ).then(async (clients) => {
+        const counts = await Promise.all(
+          clients.map(async (c) => {
+            const r = await c.query<{ n: number; mib: string }>(
+              "select (select count(*)::int from pg_prepared_statements) as n, (select round(sum(total_bytes) / 1048576.0, 1)::text from pg_backend_memory_contexts) as mib",
+            );
+            return `${r.rows[0]?.n} (backend ${r.rows[0]?.mib} MiB)`;
+          }),
+        );
+        for (const c of clients) c.release();
+        return counts;
+      });
       const heapMiB = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20;
       console.log(
         `1,000 tenants: startup with a 1,000-entry tokens file ${startupMs.toFixed(0)} ms; ` +
           `1,000 first batches (schema and table created) ${loadMs.toFixed(0)} ms with 4 clients; ` +
           `heap growth ${heapMiB.toFixed(1)} MiB, rss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB; ` +
-          `${s.tenants.cached} loaders cached (--max-schemas-cached ${CACHED})`,
+          `${s.tenants.cached} loaders cached (--max-schemas-cached ${CACHED}); ` +
+          `prepared statements per pooled connection: ${prepared.join(", ")}`,
       );
     } finally {
       process.off("warning", onWarning);
