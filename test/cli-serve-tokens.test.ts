@@ -123,7 +123,7 @@ describe("seqload serve --tokens-file", () => {
     const a = await newToken("tenant_a");
     const b = await newToken("tenant_b");
     const file = privateFile("tokens", `# seqload tokens\n${a.entry}\n`);
-    const s = await serve(["--tokens-file", file]);
+    const s = await serve(["--tokens-file", file, "--max-schemas-cached", "1"]);
     try {
       const cmdline = fs.readFileSync(`/proc/${s.child.pid}/cmdline`, "utf8");
       expect(cmdline).toContain("--tokens-file");
@@ -153,6 +153,8 @@ describe("seqload serve --tokens-file", () => {
       s.child.kill("SIGTERM");
     }
     expect(await s.exited).toBe(0);
+    expect(s.stderr()).not.toContain("warning: --token");
+    expect(s.stderr()).toContain('"maxSchemasCached":1');
     expect(s.stderr()).not.toContain(a.token);
     expect(s.stderr()).not.toContain(b.token);
     const rows = await withClient(db.url, async (c) => ({
@@ -172,6 +174,8 @@ describe("seqload serve --tokens-file", () => {
     }
     expect(await s.exited).toBe(0);
     expect(s.stderr()).toContain("warning: --token puts the token in the argument list, which other local users can read");
+    // db.url holds the test server's password.
+    expect(s.stderr()).toContain("warning: --database-url holds a password, which other local users can read");
   });
 });
 

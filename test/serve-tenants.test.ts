@@ -8,6 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLoader } from "../src/loader.js";
 import { type RunningServer, type ServeOptions, startServer } from "../src/serve.js";
 import { post, transcript, waitFor } from "./fixtures/serve/http.js";
 import { type TestDatabase, createTestDatabase, withClient } from "./helpers/db.js";
@@ -251,6 +252,24 @@ describe("reloading the tokens file", () => {
     await client;
     expect(answers.length).toBeGreaterThan(5);
     expect(answers.filter((a) => a !== 201)).toEqual([]);
+  });
+});
+
+describe("one pool, one listener", () => {
+  it("20 loaders on one shared pool add a single 'error' listener and no MaxListenersExceededWarning", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on("warning", onWarning);
+    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    try {
+      for (let i = 0; i < 20; i++) await createLoader({ pool, schema: `listener_${i}` });
+      await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+      expect(pool.listenerCount("error")).toBe(1);
+      expect(warnings).toEqual([]);
+    } finally {
+      process.off("warning", onWarning);
+      await pool.end();
+    }
   });
 });
 

@@ -27,6 +27,14 @@ export function resolveTokens(flags: string[] | undefined, env: string | undefin
   return [...new Set(all)];
 }
 
+function urlHasPassword(url: string): boolean {
+  try {
+    return new URL(url).password !== "";
+  } catch {
+    return false;
+  }
+}
+
 function parseCount(flag: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) {
@@ -52,11 +60,17 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
     throw new CliError(
       "no API token configured: pass --token TOKEN (repeatable) or set SEQLOAD_TOKENS=token1,token2; " +
         "clients then send `Authorization: Bearer TOKEN`. To accept requests without a token, pass --insecure-no-auth. " +
-        "For production put the tokens in a file only you can read (`seqload token new >> tokens; chmod 600 tokens`) " +
-        "and pass --tokens-file tokens.",
+        "For production put the tokens in a file only you can read (mode 600; `seqload token new` prints a token " +
+        "and its line for the file) and pass --tokens-file FILE.",
     );
   }
   const maxSchemasCached = parseCount("--max-schemas-cached", flags.maxSchemasCached);
+  if (flags.databaseUrl !== undefined && urlHasPassword(flags.databaseUrl)) {
+    io.err(
+      "seqload: warning: --database-url holds a password, which other local users can read (ps, /proc) as long as serve runs; " +
+        "leave it out of the URL and set PGPASSWORD or use ~/.pgpass (or pass the URL in DATABASE_URL)",
+    );
+  }
   if ((flags.token ?? []).length > 0) {
     io.err(
       "seqload: warning: --token puts the token in the argument list, which other local users can read (ps, /proc); " +
