@@ -35,7 +35,9 @@ const DATABASE_HELP = `
 Database:
   --database-url URL, else the DATABASE_URL environment variable, else an embedded
   PostgreSQL (nothing to install) whose data lives in ./.seqload/pgdata, or in
-  $SEQLOAD_HOME/pgdata when SEQLOAD_HOME is set, and is kept between runs.`;
+  $SEQLOAD_HOME/pgdata when SEQLOAD_HOME is set, and is kept between runs. What the URL
+  leaves out comes from PGHOST, PGPORT, PGUSER and PGPASSWORD (postgres:///DB takes the
+  host from PGHOST), a missing password from PGPASSFILE or ~/.pgpass, as with psql.`;
 
 const INPUT_HELP = `
 Input:

@@ -197,7 +197,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     const removed = specs.filter((s) => !now.has(key(s))).length;
     // In place, in one synchronous step: the next request sees the new set, a batch already past
     // the token check finishes as it started.
-    specs.splice(0, specs.length, ...next);
+    specs.length = 0;
+    for (const spec of next) specs.push(spec);
     opts.log(logLine({ event: "tokens-reloaded", reason, file, tokens: next.length, added, removed, boundSchemas: boundSchemas(next) }));
     warnShort(next);
     return { ok: true, tokens: next.length, added, removed };

