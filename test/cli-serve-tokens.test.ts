@@ -7,6 +7,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openDatabase } from "../src/cli/database.js";
 import { type TestDatabase, createTestDatabase, withClient } from "./helpers/db.js";
 import { CLI, ROOT, assertBuilt, batch, cleanEnv, runCli } from "./fixtures/cli/run.js";
 
@@ -221,5 +222,19 @@ describe("the database password outside the argument list", () => {
     expect([r.code, r.stdout, r.stderr]).toEqual([0, `{"db":"${db.name}"}\n`, ""]);
     const fromEnv = await select([], { ...env, DATABASE_URL: `postgres:///${db.name}` });
     expect([fromEnv.code, fromEnv.stdout, fromEnv.stderr]).toEqual([0, `{"db":"${db.name}"}\n`, ""]);
+  });
+});
+
+describe("serve's pool", () => {
+  it("replaces a connection after maxUses checkouts (what bounds the prepared statements each connection keeps)", async () => {
+    const db1 = await openDatabase({ databaseUrl: db.url, log: () => {}, poolSize: 1, maxUses: 3 });
+    try {
+      const pids: number[] = [];
+      for (let i = 0; i < 9; i++) pids.push((await db1.pool.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0]?.pid ?? 0);
+      // The first use is openDatabase's own ping: connections serve uses 1–3, 4–6, 7–9, 10.
+      expect(new Set(pids).size).toBe(4);
+    } finally {
+      await db1.close();
+    }
   });
 });

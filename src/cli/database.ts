@@ -60,6 +60,8 @@ export interface DatabaseOptions {
   log: (line: string) => void;
   /** Pool size. Default 4. */
   poolSize?: number;
+  /** Replace a pooled connection after this many checkouts (pg-pool's maxUses). Default: never. */
+  maxUses?: number;
 }
 
 export interface Database {
@@ -121,6 +123,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     // pg takes what the URL leaves out (host, port, user, password) from PGHOST, PGPORT, ….
     connectionString: url,
     max: opts.poolSize ?? 4,
+    ...(opts.maxUses !== undefined ? { maxUses: opts.maxUses } : {}),
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
   });
   // An idle connection that dies (server restart) emits 'error' on the pool; the pool drops it.

@@ -19,6 +19,13 @@ export interface ServeFlags {
 }
 
 const DEFAULT_PORT = 8080;
+/**
+ * Checkouts after which a pooled connection is replaced. PostgreSQL keeps the prepared statements
+ * of the small-batch path per connection, one per table shape served on it (about 80 KB each),
+ * until the connection closes; with many tenants on long-lived connections that grows with the
+ * number of tenants. Replacing a connection now and then bounds it (a reconnect costs a few ms).
+ */
+const CONNECTION_MAX_USES = 250;
 const DEFAULT_HOST = "127.0.0.1";
 
 /** --token values first, then SEQLOAD_TOKENS (comma-separated); blanks and repeats dropped. */
@@ -79,7 +86,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
   }
   // Loaded only when serving, so that the other commands never load fastify.
   const { startServer } = await import("../serve.js");
-  const db = await openDatabase({ databaseUrl: flags.databaseUrl, log: io.err, poolSize: 10 });
+  const db = await openDatabase({ databaseUrl: flags.databaseUrl, log: io.err, poolSize: 10, maxUses: CONNECTION_MAX_USES });
   let server: RunningServer;
   try {
     server = await startServer({
