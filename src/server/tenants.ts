@@ -30,7 +30,7 @@ const NO_STATS: Readonly<LoaderStats> = { batches: 0, retries: 0, replans: 0 };
  * A Loader that is usable at once: createLoader is async, but the app asks for a loader
  * synchronously (in a request hook and a log line). The real one is ready a microtask later.
  */
-function deferredLoader(options: LoaderOptions): Loader {
+function deferredLoader(options: LoaderOptions, onLoaded: () => void): Loader {
   const resolved = resolveOptions(options); // throws at once on a bad schema name
   const pending = createLoader(options);
   let real: Loader | null = null;
@@ -41,7 +41,11 @@ function deferredLoader(options: LoaderOptions): Loader {
     () => {}, // reported by loadBatch below
   );
   return {
-    loadBatch: async (batch) => (await pending).loadBatch(batch),
+    loadBatch: async (batch) => {
+      const result = await (await pending).loadBatch(batch);
+      onLoaded();
+      return result;
+    },
     close: async () => {}, // borrows the shared pool
     pool: options.pool as NonNullable<LoaderOptions["pool"]>,
     options: resolved,
@@ -59,6 +63,12 @@ export async function createTenants(options: LoaderOptions, maxCached: number): 
   // A Map iterates in insertion order: re-inserting on use keeps the least recently used first.
   const bySchema = new Map<string, Loader>();
   let created = 0;
+  // Once a batch has loaded, seqload's migrations are known to be applied: loaders made after that
+  // (new tenants, evicted ones coming back) skip the check, two queries fewer on their first batch.
+  let migrated = options.migrate === false;
+  const loaded = () => {
+    migrated = true;
+  };
   return {
     loaderFor(schema) {
       if (schema === null || schema === main.options.schema) return main;
@@ -66,7 +76,7 @@ export async function createTenants(options: LoaderOptions, maxCached: number): 
       if (loader !== undefined) {
         bySchema.delete(schema);
       } else {
-        loader = deferredLoader({ ...options, connectionString: undefined, pool: main.pool, schema });
+        loader = deferredLoader({ ...options, connectionString: undefined, pool: main.pool, schema, migrate: !migrated }, loaded);
         created += 1;
         if (bySchema.size >= maxCached) {
           const oldest = bySchema.keys().next().value;
