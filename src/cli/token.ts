@@ -30,6 +30,7 @@ export async function tokenCommand(action: string, flags: TokenFlags, io: Io, st
     io.err("seqload: line 2 the entry for the --tokens-file (it holds the token's SHA-256, not the token)");
     return EXIT_OK;
   }
+  if ((stdin as { isTTY?: boolean }).isTTY === true) io.err("seqload: type or paste the token, then Enter and Ctrl-D");
   const token = (await text(stdin)).trim();
   if (token === "") throw new CliError("token hash reads the token from stdin and got nothing");
   if (/\s/.test(token)) throw new CliError("token hash reads ONE token from stdin; what it got contains whitespace");
