@@ -35,7 +35,9 @@ const DATABASE_HELP = `
 Database:
   --database-url URL, else the DATABASE_URL environment variable, else an embedded
   PostgreSQL (nothing to install) whose data lives in ./.seqload/pgdata, or in
-  $SEQLOAD_HOME/pgdata when SEQLOAD_HOME is set, and is kept between runs.`;
+  $SEQLOAD_HOME/pgdata when SEQLOAD_HOME is set, and is kept between runs. What the URL
+  leaves out comes from PGHOST, PGPORT, PGUSER and PGPASSWORD (postgres:///DB takes the
+  host from PGHOST), a missing password from PGPASSFILE or ~/.pgpass, as with psql.`;
 
 const INPUT_HELP = `
 Input:
@@ -184,6 +186,8 @@ Examples:
       ...all,
       t,
     ])
+    .option("--tokens-file <file>", "read tokens from this file (mode 600; one entry per line; reread on SIGHUP and on change)")
+    .option("--max-schemas-cached <n>", "per-schema loaders kept, least recently used evicted first (default: 256)")
     .option("--insecure-no-auth", "accept requests without a token (only when no token is configured)")
     .option("--max-in-flight <n>", "batches loading at once; beyond it 503 (default: the pool size, 10)")
     .option(
@@ -200,19 +204,47 @@ Examples:
     .addHelpText(
       "after",
       `
-Clients authenticate with "Authorization: Bearer TOKEN". A token given as TOKEN@SCHEMA
-loads into that schema instead of --schema. Without any token (no --token, no
-SEQLOAD_TOKENS) serve refuses to start unless --insecure-no-auth is given.
+Clients authenticate with "Authorization: Bearer TOKEN". An entry is TOKEN, TOKEN@SCHEMA
+(loads into that schema instead of --schema), or sha256:HEX[@SCHEMA] (the token's SHA-256;
+"seqload token new" prints one). The tokens file holds one entry per line (# comments) and
+must not be readable by group or others (chmod 600). SIGHUP, or a change to the file,
+rereads it: new tokens work at once, removed ones get 401, a bad file is refused and the
+old set stays. --token is visible to other local users (ps): use it for trials only.
+Without any token serve refuses to start unless --insecure-no-auth is given.
 ${DATABASE_HELP}
 
 Examples:
-  $ seqload serve --token "$(openssl rand -hex 24)"
-  $ SEQLOAD_TOKENS=tok1,tok2 seqload serve --host 0.0.0.0 --port 8080 --database-url postgres://localhost/warehouse
+  $ seqload token new --schema acme        # prints the token and its sha256: line
+  $ seqload serve --tokens-file /etc/seqload/tokens --database-url postgres://loader@db/warehouse
+  $ SEQLOAD_TOKENS=tok1,tok2 seqload serve --host 0.0.0.0 --port 8080
+  $ kill -HUP <pid>                        # reread the tokens file
   $ seqload serve --insecure-no-auth     # local trials only`,
     )
     .action(async (flags: ServeFlags) => {
       const { serveCommand } = await import("./cli/serve.js");
       process.exitCode = await serveCommand(flags, io);
+    });
+
+  program
+    .command("token")
+    .description("Make a token for serve --tokens-file (new), or hash one read from stdin (hash).")
+    .addArgument(
+      new Argument("<action>", "new: a random token and its entry; hash: the entry of a token read from stdin").choices(["new", "hash"]),
+    )
+    .addOption(schemaOption("bind the token to this schema (the entry ends with @SCHEMA)"))
+    .addHelpText(
+      "after",
+      `
+"new" prints two lines on stdout: the token (for the client) and its sha256:HEX[@SCHEMA]
+entry (for the tokens file). "hash" reads one token from stdin and prints its entry.
+
+Examples:
+  $ seqload token new --schema acme   # line 1 to the client, line 2 into the tokens file
+  $ printf %s "$TOKEN" | seqload token hash --schema acme`,
+    )
+    .action(async (action: string, flags: { schema?: string }) => {
+      const { tokenCommand } = await import("./cli/token.js");
+      process.exitCode = await tokenCommand(action, flags, io, process.stdin);
     });
 
   return program;

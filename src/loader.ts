@@ -12,7 +12,7 @@ import { type CollapsedBatch, collapseBatch } from "./collapse.js";
 import { ConnectionError, RetryExhaustedError, SeqloadError, isConnectionError, isTransient, wrapPgError } from "./errors.js";
 import { quoteIdent, quoteQualified } from "./identifiers.js";
 import { LOCK_NAMESPACE, isUpToDate, migrateUp } from "./migrate.js";
-import { type LoaderOptions, type ResolvedOptions, checkout, makePool, redactUrl, resolveOptions } from "./options.js";
+import { type LoaderOptions, type ResolvedOptions, checkout, guardPool, makePool, redactUrl, resolveOptions } from "./options.js";
 import { type TablePlan, addPrimaryKeySql, alterTableSql, createTableSql, needsDdl, planTable } from "./plan.js";
 import { loadSql } from "./sql.js";
 import { STAGE_TABLE, arrayParams, copyRows, createStageSql, stageColumnNames, unnestSource } from "./stage.js";
@@ -58,9 +58,7 @@ class Replan extends Error {}
 export async function createLoader(input: LoaderOptions): Promise<Loader> {
   const options = resolveOptions(input);
   const { pool, owned } = makePool(input);
-  // An idle pooled connection that dies (server restart, terminated backend) emits 'error' on the
-  // pool; without a listener that would crash the process. The pool drops the client by itself.
-  pool.on("error", () => {});
+  guardPool(pool); // once per pool: many loaders may share it
   // Named in connection errors, password hidden.
   const target = input.connectionString ? redactUrl(input.connectionString) : undefined;
   const tables = new Map<string, TableInfo>();

@@ -80,6 +80,21 @@ export function redactUrl(url: string): string {
   }
 }
 
+const guardedPools = new WeakSet<pg.Pool>();
+
+/**
+ * One no-op 'error' listener per pool, however many loaders share it: an idle pooled connection
+ * that dies (server restart, terminated backend) emits 'error' on the pool, which would crash the
+ * process without a listener, and the pool drops the client by itself. One listener per loader
+ * would trip Node's MaxListenersExceededWarning at the 11th loader on a shared pool (serve with
+ * many tenants).
+ */
+export function guardPool(pool: pg.Pool): void {
+  if (guardedPools.has(pool)) return;
+  guardedPools.add(pool);
+  pool.on("error", () => {});
+}
+
 const guarded = new WeakSet<pg.PoolClient>();
 
 /**

@@ -8,6 +8,7 @@ import { openDatabase } from "./database.js";
 import { CliError, EXIT_OK } from "./errors.js";
 import { limitHeapGrowth } from "./heap.js";
 import type { Io } from "./io.js";
+import type { RunningServer } from "../serve.js";
 
 export interface ServeFlags {
   port?: string;
@@ -15,6 +16,8 @@ export interface ServeFlags {
   databaseUrl?: string;
   schema?: string;
   token?: string[];
+  tokensFile?: string;
+  maxSchemasCached?: string;
   insecureNoAuth?: boolean;
   maxInFlight?: string;
   maxInFlightPerToken?: string;
@@ -28,12 +31,35 @@ export interface ServeFlags {
 }
 
 const DEFAULT_PORT = 8080;
+/**
+ * Checkouts after which a pooled connection is replaced. PostgreSQL keeps the prepared statements
+ * of the small-batch path per connection, one per table shape served on it (about 80 KB each),
+ * until the connection closes; with many tenants on long-lived connections that grows with the
+ * number of tenants. Replacing a connection now and then bounds it (a reconnect costs a few ms).
+ */
+const CONNECTION_MAX_USES = 250;
 const DEFAULT_HOST = "127.0.0.1";
 
 /** --token values first, then SEQLOAD_TOKENS (comma-separated); blanks and repeats dropped. */
 export function resolveTokens(flags: string[] | undefined, env: string | undefined): string[] {
   const all = [...(flags ?? []), ...(env ?? "").split(",")].map((t) => t.trim()).filter((t) => t !== "");
   return [...new Set(all)];
+}
+
+function urlHasPassword(url: string): boolean {
+  try {
+    return new URL(url).password !== "";
+  } catch {
+    return false;
+  }
+}
+
+function parseCount(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) {
+    throw new CliError(`${flag} must be a positive whole number, got ${JSON.stringify(text)}`);
+  }
+  return Number(text);
 }
 
 function parsePort(text: string | undefined): number {
@@ -92,24 +118,42 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
   const host = flags.host ?? DEFAULT_HOST;
   const tokens = resolveTokens(flags.token, process.env.SEQLOAD_TOKENS);
   const insecureNoAuth = flags.insecureNoAuth === true;
-  if (tokens.length === 0 && !insecureNoAuth) {
+  const tokensFile = flags.tokensFile;
+  if (tokens.length === 0 && tokensFile === undefined && !insecureNoAuth) {
     throw new CliError(
       "no API token configured: pass --token TOKEN (repeatable) or set SEQLOAD_TOKENS=token1,token2; " +
-        "clients then send `Authorization: Bearer TOKEN`. To accept requests without a token, pass --insecure-no-auth.",
+        "clients then send `Authorization: Bearer TOKEN`. To accept requests without a token, pass --insecure-no-auth. " +
+        "For production put the tokens in a file only you can read (mode 600; `seqload token new` prints a token " +
+        "and its line for the file) and pass --tokens-file FILE.",
+    );
+  }
+  const maxSchemasCached = parseCount("--max-schemas-cached", flags.maxSchemasCached);
+  if (flags.databaseUrl !== undefined && urlHasPassword(flags.databaseUrl)) {
+    io.err(
+      "seqload: warning: --database-url holds a password, which other local users can read (ps, /proc) as long as serve runs; " +
+        "leave it out of the URL and set PGPASSWORD or use ~/.pgpass (or pass the URL in DATABASE_URL)",
+    );
+  }
+  if ((flags.token ?? []).length > 0) {
+    io.err(
+      "seqload: warning: --token puts the token in the argument list, which other local users can read (ps, /proc); " +
+        "use --tokens-file FILE (mode 600) or SEQLOAD_TOKENS outside development",
     );
   }
   // Batches come and go as in `load`: keep V8's garbage between collections small (src/cli/heap.ts).
   limitHeapGrowth();
   // Loaded only when serving, so that the other commands never load fastify.
   const { startServer } = await import("../serve.js");
-  const db = await openDatabase({ databaseUrl: flags.databaseUrl, log: io.err, poolSize: 10 });
-  let server: { url: string; close(): Promise<void> };
+  const db = await openDatabase({ databaseUrl: flags.databaseUrl, log: io.err, poolSize: 10, maxUses: CONNECTION_MAX_USES });
+  let server: RunningServer;
   try {
     server = await startServer({
       loaderOptions: { pool: db.pool, ...(flags.schema !== undefined ? { schema: flags.schema } : {}) },
       port,
       host,
       tokens,
+      ...(tokensFile !== undefined ? { tokensFile } : {}),
+      ...(maxSchemasCached !== undefined ? { maxSchemasCached } : {}),
       insecureNoAuth,
       log: io.err,
       ...limits,
@@ -121,6 +165,10 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
   }
   const where = `${db.displayUrl}${flags.schema !== undefined ? `, schema ${flags.schema}` : ""}`;
   io.err(`seqload: serving the Import API at ${server.url}, loading into ${where}; Ctrl-C stops it`);
+  // SIGHUP rereads the tokens file (its result is logged by the server, with counts only). The
+  // handler stays until exit: without one, a SIGHUP during shutdown would kill the process.
+  const reread = () => server.reloadTokens("SIGHUP");
+  process.on("SIGHUP", reread);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGINT", () => resolve("SIGINT"));
     process.once("SIGTERM", () => resolve("SIGTERM"));

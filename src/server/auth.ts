@@ -1,11 +1,14 @@
 /**
  * Bearer tokens for `seqload serve`. A token may be bound to a target schema with `TOKEN@schema`,
  * so that two clients cannot write each other's tables; an unbound token loads into the server's
- * default schema. Tokens never appear in an error message or a log line.
+ * default schema. An entry may hold the token's SHA-256 instead (`sha256:HEX[@schema]`), so that
+ * a tokens file need not hold the secret itself. Tokens never appear in an error message or a log
+ * line: a bad entry is named by its position ("token #2", "line 7 of FILE").
  */
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { ConfigurationError } from "../errors.js";
+import { identifierProblem } from "../identifiers.js";
 import { NOT_AUTHORIZED, sendAnswer } from "./replies.js";
 
 export interface TokenSpec {
@@ -15,40 +18,81 @@ export interface TokenSpec {
   digest: Buffer;
   /** The schema this token may write to, or null for the server's default schema. */
   schema: string | null;
+  /** A plain entry shorter than SHORT_TOKEN characters (a hashed entry's length is unknown). */
+  short?: boolean;
+}
+
+/** One configured entry and where it came from, for error messages ("token #2", "line 7 of F"). */
+export interface TokenEntry {
+  text: string;
+  where: string;
 }
 
 // Stitch tokens are hex, so "@" cannot be part of a real token; the LAST "@" splits, which keeps
 // the rule one sentence long (a token that contains "@" must then be written TOKEN@schema).
 const BINDING = "@";
+/** `sha256:` + 64 hex digits: the entry holds the token's digest, not the token. */
+const HASHED = /^sha256:([0-9a-f]{64})$/i;
+/** Tokens shorter than this are guessable; warned about, since refusing would break clients. */
+export const SHORT_TOKEN = 16;
 
 const sha256 = (text: string): Buffer => createHash("sha256").update(text, "utf8").digest();
 
+/** A new random token (24 bytes, 48 hex digits) and its hashed entry for a tokens file. */
+export function newToken(schema?: string): { token: string; entry: string } {
+  if (schema !== undefined) {
+    const p = identifierProblem(schema, "schema");
+    if (p) throw new ConfigurationError(p);
+  }
+  const token = randomBytes(24).toString("hex");
+  return { token, entry: hashedEntry(token, schema) };
+}
+
+/** The `sha256:HEX[@schema]` entry that accepts `token`. */
+export function hashedEntry(token: string, schema?: string): string {
+  return `sha256:${sha256(token).toString("hex")}${schema === undefined ? "" : `${BINDING}${schema}`}`;
+}
+
 /**
- * Parse `--token` / SEQLOAD_TOKENS entries: `TOKEN` or `TOKEN@schema`. Blank entries (e.g. from a
- * trailing comma in SEQLOAD_TOKENS) are ignored; anything ambiguous is refused at startup.
+ * Parse entries, each `TOKEN`, `TOKEN@schema`, `sha256:HEX` or `sha256:HEX@schema`. Blank entries
+ * (e.g. from a trailing comma in SEQLOAD_TOKENS) are ignored; anything ambiguous is refused, with
+ * the entry's position and never its text. A token listed twice for the same schema counts once.
  */
-export function parseTokenSpecs(entries: readonly string[]): TokenSpec[] {
+export function parseTokenEntries(entries: readonly TokenEntry[]): TokenSpec[] {
   const specs: TokenSpec[] = [];
   const seen = new Map<string, string | null>();
-  for (const raw of entries) {
-    const entry = raw.trim();
+  for (const { text, where } of entries) {
+    const entry = text.trim();
     if (entry === "") continue;
     const at = entry.lastIndexOf(BINDING);
     const token = at === -1 ? entry : entry.slice(0, at);
     const schema = at === -1 ? null : entry.slice(at + 1);
-    const n = specs.length + 1;
-    if (token === "") throw new ConfigurationError(`token #${n} is empty (the form is TOKEN or TOKEN@schema)`);
-    if (schema === "") throw new ConfigurationError(`token #${n} ends with "@" but names no schema (the form is TOKEN@schema)`);
-    if (/\s/.test(token)) throw new ConfigurationError(`token #${n} contains whitespace; an Authorization header cannot carry it`);
-    const key = sha256(token).toString("hex");
+    if (token === "") throw new ConfigurationError(`${where} is empty (the form is TOKEN or TOKEN@schema)`);
+    if (schema === "") throw new ConfigurationError(`${where} ends with "@" but names no schema (the form is TOKEN@schema)`);
+    if (/\s/.test(token)) throw new ConfigurationError(`${where} contains whitespace; an Authorization header cannot carry it`);
+    if (schema !== null) {
+      const p = identifierProblem(schema, "schema");
+      if (p) throw new ConfigurationError(`${where}: ${p}`);
+    }
+    const hashed = HASHED.exec(token);
+    if (hashed === null && /^sha256:/i.test(token)) {
+      throw new ConfigurationError(`${where} starts with "sha256:" but is not followed by 64 hex digits (the form is sha256:HEX[@schema])`);
+    }
+    const digest = hashed === null ? sha256(token) : Buffer.from(hashed[1] as string, "hex");
+    const key = digest.toString("hex");
     if (seen.has(key)) {
-      if (seen.get(key) !== schema) throw new ConfigurationError(`token #${n} is configured twice with different schemas`);
+      if (seen.get(key) !== schema) throw new ConfigurationError(`${where} repeats an earlier token with a different schema`);
       continue;
     }
     seen.set(key, schema);
-    specs.push({ index: specs.length, digest: sha256(token), schema });
+    specs.push({ index: specs.length, digest, schema, short: hashed === null && token.length < SHORT_TOKEN });
   }
   return specs;
+}
+
+/** `--token` / SEQLOAD_TOKENS entries, named "token #N" in errors. */
+export function parseTokenSpecs(entries: readonly string[]): TokenSpec[] {
+  return parseTokenEntries(entries.map((text, i) => ({ text, where: `token #${i + 1}` })));
 }
 
 /** The token from `Authorization: Bearer <token>` (scheme case-insensitive), or null. */
