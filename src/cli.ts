@@ -174,6 +174,53 @@ Examples:
     });
 
   program
+    .command("status")
+    .description("Show the tables seqload manages: rows, live and deleted rows, highest sequence, last load.")
+    .argument("[table]", "only this table")
+    .addOption(databaseUrlOption())
+    .addOption(schemaOption("schema of the data tables (default: public)"))
+    .option("--json", "print one JSON object per table (max_sequence with every digit)")
+    .addHelpText(
+      "after",
+      `
+Columns: table, key (primary key columns, or "(append-only)"), rows (tombstones included),
+live, deleted (tombstones), max_sequence (the highest sequence committed, from the load log
+seqload.loads), batches (committed), last_loaded_at. Row counts are exact: each table is
+counted. Reads only; exit 1 when TABLE was never loaded into the schema.
+${DATABASE_HELP}
+
+Examples:
+  $ seqload status
+  $ seqload status customers --schema staging
+  $ seqload status --json --database-url postgres://user:pass@localhost:5432/warehouse`,
+    )
+    .action(async (table: string | undefined, flags: { databaseUrl?: string; schema?: string; json?: boolean }) => {
+      const { statusCommand } = await import("./cli/status.js");
+      process.exitCode = await statusCommand(table, flags, io);
+    });
+
+  program
+    .command("sequence")
+    .description("Print one sequence value: 19 digits, strictly increasing, time-based (for shell scripts).")
+    .option("--source <n>", "0-999, the value's last three digits: give concurrent writers different sources", "0")
+    .addHelpText(
+      "after",
+      `
+Layout: 16 digits of microseconds since 1970-01-01 UTC, then the source in 3 digits
+(1795465705836066042 = 2026-11-23T20:28:25.836066Z, source 42), the same generator as the
+library's createSequencer(). Two runs a microsecond apart or more print increasing values as
+long as the system clock does not step back between them. Needs no database.
+
+Examples:
+  $ seqload sequence
+  $ seq=$(seqload sequence --source 7)`,
+    )
+    .action(async (flags: { source?: string }) => {
+      const { sequenceCommand } = await import("./cli/sequence.js");
+      process.exitCode = sequenceCommand(flags, io);
+    });
+
+  program
     .command("serve")
     .description("Serve Stitch's Import API (POST /v2/import/batch, /v2/import/validate, GET /v2/import/status).")
     .option("--port <n>", "port to listen on; 0 picks a free one", DEFAULT_PORT)
