@@ -174,6 +174,60 @@ Examples:
     });
 
   program
+    .command("singer")
+    .description("A Singer target: load a tap's SCHEMA/RECORD/STATE/ACTIVATE_VERSION messages from stdin.")
+    .addOption(databaseUrlOption())
+    .addOption(schemaOption("schema of the data tables (default: public)"))
+    .option("--batch-size <n>", "records per batch and stream at most", "20000")
+    .option("--sequence-property <name>", "take each record's sequence from this property (an integer up to int64), not the clock")
+    .addHelpText(
+      "after",
+      `
+Reads one Singer message per line on stdin. Each stream loads into the table of the same
+name; key_properties become its primary key (a change is an error); a new SCHEMA for a
+stream adds or widens columns; RECORD version and ACTIVATE_VERSION are full-table
+replication; a record with a non-null _sdc_deleted_at is a delete (a tombstone).
+
+Sequences: each record gets a 19-digit sequence from seqload's generator (microseconds since
+1970, then 000): increasing through the stream, and starting above what the table holds, so a
+later run's records win over an earlier run's even if the clock stepped back. With
+--sequence-property NAME the record's NAME is its sequence (e.g. a CDC log position); a
+record without it is invalid.
+
+Batches: per stream, up to --batch-size records; a STATE, a changed SCHEMA and the end of
+input flush. A STATE's value is printed on stdout, one JSON line, once every RECORD before it
+is committed; stdout holds nothing else (batch summaries go to stderr). Numbers are read
+exactly (19-digit integers, long decimals).
+
+Exit codes:
+  0  everything loaded
+  2  a malformed line or an invalid message (its line is named); nothing from that line on
+     is loaded and no later STATE printed; batches committed before stay committed
+  1  any other failure (e.g. the database), with the same promise for STATE
+${DATABASE_HELP}
+
+Examples:
+  $ tap-github --config github.json | seqload singer --database-url postgres://localhost/warehouse
+  $ tap-postgres --config cdc.json | seqload singer --schema cdc --sequence-property _sdc_lsn
+  $ tap-foo | seqload singer --batch-size 5000 > state.json    # last line: the next bookmark
+
+Meltano (meltano.yml), as a custom loader:
+  plugins:
+    loaders:
+      - name: target-seqload
+        namespace: target_seqload
+        executable: seqload
+        settings: []
+        config: {}
+  # with "executable: seqload" Meltano runs "seqload --config FILE": use a wrapper script
+  # (target-seqload: exec seqload singer --database-url "$DATABASE_URL") as executable.`,
+    )
+    .action(async (flags: { databaseUrl?: string; schema?: string; batchSize?: string; sequenceProperty?: string }) => {
+      const { singerCommand } = await import("./cli/singer.js");
+      process.exitCode = await singerCommand(flags, io);
+    });
+
+  program
     .command("status")
     .description("Show the tables seqload manages: rows, live and deleted rows, highest sequence, last load.")
     .argument("[table]", "only this table")

@@ -1,0 +1,156 @@
+/**
+ * `seqload singer`: a Singer target. Reads a tap's messages from stdin, one JSON message a line,
+ * loads them through the library (src/singer.ts turns them into batches), and prints each STATE's
+ * value on stdout once every RECORD before it is committed. Stdout holds nothing else.
+ */
+import { performance } from "node:perf_hooks";
+import { parseJson } from "../json.js";
+import { type LoadResult, createLoader, createSequencer } from "../index.js";
+import { identifierProblem } from "../identifiers.js";
+import { DEFAULT_SINGER_BATCH_SIZE, SingerBatcher, SingerInputError, type SingerStep } from "../singer.js";
+import { openDatabase } from "./database.js";
+import { CliError, EXIT_INVALID_INPUT, InputSyntaxError, batchError, describeError } from "./errors.js";
+import { addToTotals, emptyTotals, summaryLine, totalsLine } from "./format.js";
+import { Utf8Decoder } from "./input.js";
+import type { Io } from "./io.js";
+
+export interface SingerFlags {
+  databaseUrl?: string;
+  schema?: string;
+  batchSize?: string;
+  sequenceProperty?: string;
+}
+
+const STDIN = "<stdin>";
+
+/** stdin as numbered lines (1-based), strictly UTF-8. */
+async function* stdinLines(): AsyncGenerator<{ line: number; text: string }> {
+  let line = 1;
+  let carry = "";
+  const utf8 = new Utf8Decoder(
+    (_bytes, _bad, offset) =>
+      new CliError(`${STDIN}:${line}: invalid UTF-8 (byte offset ${offset + _bad}); Singer messages are UTF-8 JSON`, EXIT_INVALID_INPUT),
+  );
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    for (const piece of utf8.decode(chunk)) {
+      let text = carry + piece;
+      let at = text.indexOf("\n");
+      while (at !== -1) {
+        yield { line, text: text.slice(0, at) };
+        line++;
+        text = text.slice(at + 1);
+        at = text.indexOf("\n");
+      }
+      carry = text;
+    }
+  }
+  utf8.end();
+  if (carry !== "") yield { line, text: carry };
+}
+
+/** parseJson's "… at position N" as a column. */
+function syntaxError(line: number, e: unknown): InputSyntaxError {
+  const message = e instanceof Error ? e.message : String(e);
+  const m = /^(.*) at position (\d+)$/s.exec(message);
+  const reason = (m?.[1] ?? message).replace(/[\u0000-\u001f]/g, (ch) => JSON.stringify(ch).slice(1, -1));
+  return new InputSyntaxError(STDIN, line, m ? Number(m[2]) + 1 : 1, reason, null);
+}
+
+function positiveInt(flag: string, value: string | undefined, dflt: number): number {
+  if (value === undefined) return dflt;
+  if (!/^\d+$/.test(value) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) {
+    throw new CliError(`${flag} must be a positive integer, got ${JSON.stringify(value)}`);
+  }
+  return Number(value);
+}
+
+export async function singerCommand(flags: SingerFlags, io: Io): Promise<number> {
+  const batchSize = positiveInt("--batch-size", flags.batchSize, DEFAULT_SINGER_BATCH_SIZE);
+  const sequenceProperty = flags.sequenceProperty;
+  if (sequenceProperty !== undefined && sequenceProperty === "") throw new CliError("--sequence-property must name a record property");
+  if (process.stdin.isTTY) throw new CliError("no input: pipe a Singer tap into stdin (e.g. `tap-foo | seqload singer`); see --help");
+  const db = await openDatabase({ databaseUrl: flags.databaseUrl, log: io.err });
+  let loader: Awaited<ReturnType<typeof createLoader>> | null = null;
+  const totals = emptyTotals();
+  const started = performance.now();
+  let lastState: number | null = null; // input line of the last STATE printed
+  let failedAt: number | null = null; // input line of an invalid message
+  try {
+    loader = await createLoader({ pool: db.pool, ...(flags.schema !== undefined ? { schema: flags.schema } : {}) });
+    const ready = loader;
+    // Each stream's sequencer starts above what its table holds, so a later run's records win over
+    // an earlier run's even when this host's clock is behind (or stepped back since).
+    const after = new Map<string, bigint | null>();
+    const batcher = new SingerBatcher({
+      batchSize,
+      ...(sequenceProperty !== undefined ? { sequenceProperty } : {}),
+      sequencer: (stream) => createSequencer({ after: after.get(stream) ?? null }),
+    });
+    const run = async (steps: SingerStep[]): Promise<void> => {
+      for (const step of steps) {
+        if (step.kind === "state") {
+          io.out(step.json);
+          lastState = step.line;
+          continue;
+        }
+        const place = `${STDIN}:${step.firstLine}${step.lastLine === step.firstLine ? "" : `-${step.lastLine}`} (stream ${JSON.stringify(step.stream)})`;
+        const t0 = performance.now();
+        let result: LoadResult;
+        try {
+          result = await ready.loadBatch(step.batch);
+        } catch (e) {
+          throw batchError(place, e);
+        }
+        addToTotals(totals, result);
+        io.err(summaryLine(place, result, performance.now() - t0));
+      }
+    };
+    for await (const { line, text } of stdinLines()) {
+      if (text.trim() === "") continue;
+      let message: unknown;
+      try {
+        message = parseJson(text);
+      } catch (e) {
+        failedAt = line;
+        throw syntaxError(line, e);
+      }
+      const m = message as { type?: unknown; stream?: unknown };
+      if (
+        sequenceProperty === undefined &&
+        m !== null &&
+        typeof m === "object" &&
+        m.type === "SCHEMA" &&
+        typeof m.stream === "string" &&
+        !after.has(m.stream) &&
+        identifierProblem(m.stream, "stream") === null
+      ) {
+        after.set(m.stream, await ready.maxSequence(m.stream));
+      }
+      let steps: SingerStep[];
+      try {
+        steps = batcher.push(message, line);
+      } catch (e) {
+        if (e instanceof SingerInputError) {
+          failedAt = line;
+          throw new CliError(`${STDIN}:${line}: ${e.message}`, EXIT_INVALID_INPUT);
+        }
+        throw e;
+      }
+      await run(steps);
+    }
+    await run(batcher.end());
+    if (totals.batches !== 1) io.err(totalsLine(totals, performance.now() - started));
+    return 0;
+  } catch (e) {
+    const { message, exitCode } = describeError(e);
+    const n = totals.batches;
+    const committed =
+      n === 0 ? "No batch was committed." : `The ${n} batch${n === 1 ? "" : "es"} before it stay${n === 1 ? "s" : ""} committed.`;
+    const state = lastState === null ? "No STATE was printed." : `The last STATE printed is the one of line ${lastState}.`;
+    const after = failedAt === null ? "" : ` Nothing from line ${failedAt} on was loaded, and no later STATE printed.`;
+    throw new CliError(`${message}\n${committed} ${state}${after}`, exitCode);
+  } finally {
+    await loader?.close();
+    await db.close();
+  }
+}
