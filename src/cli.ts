@@ -178,8 +178,9 @@ Examples:
     .description("A Singer target: load a tap's SCHEMA/RECORD/STATE/ACTIVATE_VERSION messages from stdin.")
     .addOption(databaseUrlOption())
     .addOption(schemaOption("schema of the data tables (default: public)"))
-    .option("--batch-size <n>", "records per batch and stream at most", "20000")
+    .option("--batch-size <n>", "records per batch and stream at most (default: 20000)")
     .option("--sequence-property <name>", "take each record's sequence from this property (an integer up to int64), not the clock")
+    .option("--config <file>", "a Singer config file (JSON) with database_url, schema, batch_size, sequence_property; flags win")
     .addHelpText(
       "after",
       `
@@ -211,18 +212,26 @@ Examples:
   $ tap-postgres --config cdc.json | seqload singer --schema cdc --sequence-property _sdc_lsn
   $ tap-foo | seqload singer --batch-size 5000 > state.json    # last line: the next bookmark
 
-Meltano (meltano.yml), as a custom loader:
+Meltano: a custom loader in meltano.yml. Meltano runs the executable with --config FILE,
+so point it at a two-line script, target-seqload:  #!/bin/sh  exec seqload singer "$@"
   plugins:
     loaders:
       - name: target-seqload
         namespace: target_seqload
-        executable: seqload
-        settings: []
-        config: {}
-  # with "executable: seqload" Meltano runs "seqload --config FILE": use a wrapper script
-  # (target-seqload: exec seqload singer --database-url "$DATABASE_URL") as executable.`,
+        executable: ./target-seqload
+        settings:
+          - name: database_url
+            sensitive: true
+          - name: schema
+          - name: batch_size
+            kind: integer
+          - name: sequence_property
+        config:
+          database_url: $DATABASE_URL
+          schema: raw
+  $ meltano run tap-github target-seqload`,
     )
-    .action(async (flags: { databaseUrl?: string; schema?: string; batchSize?: string; sequenceProperty?: string }) => {
+    .action(async (flags: { config?: string; databaseUrl?: string; schema?: string; batchSize?: string; sequenceProperty?: string }) => {
       const { singerCommand } = await import("./cli/singer.js");
       process.exitCode = await singerCommand(flags, io);
     });

@@ -2,8 +2,9 @@
  * A Singer stream (SCHEMA, RECORD, STATE, ACTIVATE_VERSION messages, one per line) turned into
  * seqload batches, in order: per stream, records are collected into a batch of at most
  * `batchSize` messages; a STATE flushes every stream first, so that it is released only after
- * every RECORD before it is committed. Each RECORD is validated when it is read, so an invalid
- * one stops the stream at its own line: nothing after it is ever loaded.
+ * every RECORD before it is committed. Before any batch is handed out, every record read so far
+ * (of every stream) is validated, so an invalid one stops the stream at its own line: nothing
+ * read after it is ever loaded, and no STATE after it is released.
  *
  * Mapping (contract: DESIGN.md "Singer target"): stream → table_name (exactly), key_properties →
  * key_names (a change is an error), schema → schema (a new one mid-stream is drift: the batch
@@ -68,6 +69,10 @@ interface StreamState {
   sequencer: Sequencer | null;
   /** Buffered messages and their table version (all of a batch share one). */
   messages: BatchMessage[];
+  /** The input line of each buffered message. */
+  lines: number[];
+  /** How many of the buffered messages have been validated. */
+  validated: number;
   version: bigint | null;
   firstLine: number;
   lastLine: number;
@@ -88,12 +93,13 @@ function parseVersion(value: unknown, line: number, what: string): bigint {
   return v;
 }
 
-/** Validation paths of a one-record batch, as paths in the RECORD. */
-function recordIssues(e: BatchValidationError, sequenceProperty: string | undefined): ValidationIssue[] {
-  return e.issues.map((i) => {
-    let path = i.path.replace(/^\/messages\/0\/data/, "/record");
-    if (sequenceProperty !== undefined) path = path.replace(/^\/messages\/0\/sequence$/, `/record/${sequenceProperty}`);
-    return { ...i, index: null, path };
+/** Validation issues of message `at` of a batch, with paths in the RECORD. */
+function recordIssues(issues: ValidationIssue[], at: number, sequenceProperty: string | undefined): ValidationIssue[] {
+  const prefix = `/messages/${at}`;
+  return issues.map((i) => {
+    let path = i.path.startsWith(`${prefix}/data`) ? `/record${i.path.slice(prefix.length + 5)}` : i.path.replace(prefix, "");
+    if (sequenceProperty !== undefined && path === "/sequence") path = `/record/${sequenceProperty}`;
+    return { ...i, index: null, path: path === "" ? "/record" : path };
   });
 }
 
@@ -114,6 +120,56 @@ export class SingerBatcher {
 
   /** Handle one parsed message read at `line`; returns what to do now, in order. */
   push(message: unknown, line: number): SingerStep[] {
+    try {
+      return this.handle(message, line);
+    } catch (e) {
+      // A record read earlier and still unchecked may be invalid: that is the error to report.
+      if (e instanceof SingerInputError) this.check();
+      throw e;
+    }
+  }
+
+  /**
+   * Validate every buffered record not validated yet (each stream's new records as one batch);
+   * throws a SingerInputError for the invalid record read first. Also called by the caller when a
+   * line cannot be parsed, so that an earlier invalid record is the one reported.
+   */
+  check(): void {
+    let first: SingerInputError | null = null;
+    for (const [stream, state] of this.streams) {
+      if (state.validated === state.messages.length) continue;
+      const from = state.validated;
+      try {
+        validateBatch({
+          table_name: stream,
+          key_names: state.keyNames,
+          schema: state.schema,
+          messages: state.messages.slice(from),
+          ...(state.version === null ? {} : { table_version: state.version }),
+        });
+      } catch (e) {
+        if (!(e instanceof BatchValidationError)) throw e;
+        const at = Math.min(...e.issues.map((i) => i.index ?? 0));
+        const line = state.lines[from + at] as number;
+        if (first === null || line < first.line) {
+          const issues = recordIssues(
+            e.issues.filter((i) => (i.index ?? 0) === at),
+            at,
+            this.options.sequenceProperty,
+          );
+          first = new SingerInputError(
+            line,
+            `invalid ${state.messages[from + at]?.action === "activate_version" ? "ACTIVATE_VERSION" : "RECORD"} for stream ${showName(stream)}:\n${issues.map((i) => `  - ${i.path}: ${i.message}`).join("\n")}`,
+            issues,
+          );
+        }
+      }
+    }
+    if (first !== null) throw first;
+    for (const state of this.streams.values()) state.validated = state.messages.length;
+  }
+
+  private handle(message: unknown, line: number): SingerStep[] {
     if (!isObject(message)) throw new SingerInputError(line, `a Singer message must be a JSON object, got ${describe(message)}`);
     switch (message.type) {
       case "SCHEMA":
@@ -204,6 +260,8 @@ export class SingerBatcher {
       keyNames,
       sequencer: previous?.sequencer ?? (this.options.sequenceProperty === undefined ? this.options.sequencer(stream) : null),
       messages: [],
+      lines: [],
+      validated: 0,
       version: null,
       firstLine: 0,
       lastLine: 0,
@@ -222,6 +280,7 @@ export class SingerBatcher {
   private append(stream: string, state: StreamState, m: BatchMessage, line: number, steps: SingerStep[]): SingerStep[] {
     if (state.messages.length === 0) state.firstLine = line;
     state.messages.push(m);
+    state.lines.push(line);
     state.lastLine = line;
     if (state.messages.length >= this.batchSize) steps.push(...this.flush(stream, state));
     return steps;
@@ -255,25 +314,6 @@ export class SingerBatcher {
       sequence = (state.sequencer as Sequencer).next();
     }
     const m: BatchMessage = { action, sequence, data: record };
-    try {
-      validateBatch({
-        table_name: stream,
-        key_names: state.keyNames,
-        schema: state.schema,
-        messages: [m],
-        ...(version === null ? {} : { table_version: version }),
-      });
-    } catch (e) {
-      if (e instanceof BatchValidationError) {
-        const issues = recordIssues(e, property);
-        throw new SingerInputError(
-          line,
-          `invalid RECORD for stream ${showName(stream)}:\n${issues.map((i) => `  - ${i.path}: ${i.message}`).join("\n")}`,
-          issues,
-        );
-      }
-      throw e;
-    }
     const steps = this.switchVersion(stream, state, version);
     return this.append(stream, state, m, line, steps);
   }
@@ -292,6 +332,7 @@ export class SingerBatcher {
 
   private flush(stream: string, state: StreamState): SingerStep[] {
     if (state.messages.length === 0) return [];
+    this.check(); // nothing is loaded while a record read before it may be invalid
     const batch: Batch = {
       table_name: stream,
       key_names: state.keyNames,
@@ -301,6 +342,8 @@ export class SingerBatcher {
     };
     const step: SingerStep = { kind: "batch", stream, batch, firstLine: state.firstLine, lastLine: state.lastLine };
     state.messages = [];
+    state.lines = [];
+    state.validated = 0;
     return [step];
   }
 

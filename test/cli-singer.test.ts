@@ -1,6 +1,8 @@
 // `seqload singer` as a subprocess: a recorded Singer stream (singer-python's message shapes)
 // through the target, STATE ordering, failures, 19-digit values.
 import { readFileSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase, withClient } from "./helpers/db.js";
@@ -118,6 +120,27 @@ describe("seqload singer", () => {
       { id: 2, v: "two" },
     ]);
     expect(await rows("select id::int, v from singer_inv.inv_b order by id")).toEqual([{ id: 1, v: "b before" }]);
+  });
+
+  it("an invalid record is reported before anything read after it loads: a full batch of another stream, a malformed line, the end of input", async () => {
+    const bad = record("other", { id: "x" }); // line 3
+    const base = [schemaLine("full", ["id"]), schemaLine("other", ["id"]), bad];
+    const cases: [string[], string[]][] = [
+      [
+        [...base, record("full", { id: 1 }), record("full", { id: 2 }), record("full", { id: 3 })],
+        ["--batch-size", "2"],
+      ],
+      [[...base, record("full", { id: 1 }), "{not json"], []],
+      [[...base, record("full", { id: 1 })], []],
+    ];
+    for (const [lines, flags] of cases) {
+      const r = await singer(["--schema", "singer_order", ...flags], lines.join("\n"));
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toContain('<stdin>:3: invalid RECORD for stream "other":\n  - /record/id: ');
+      expect(r.stderr).toContain("Nothing from line 3 on was loaded");
+    }
+    expect(await rows("select count(*)::int as n from pg_tables where schemaname = 'singer_order'")).toEqual([{ n: 0 }]);
   });
 
   it("a batch that fails in the database exits 1: the STATEs before it stay printed, the one after it is not, later records are not loaded", async () => {
@@ -243,6 +266,30 @@ describe("seqload singer", () => {
     expect(got.map((g) => g.v)).toEqual(["run 2", "run 2"]);
     expect(BigInt(got[1]?.seq as string)).toBeGreaterThan(9000000000000000000n);
     for (const g of got) expect(g.seq).toMatch(/^\d{16}000$/);
+  });
+
+  it("--config FILE (as Meltano passes it) supplies database_url, schema and batch_size; flags win", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "seqload-singer-"));
+    try {
+      const config = path.join(dir, "config.json");
+      await writeFile(config, JSON.stringify({ database_url: db.url, schema: "singer_cfg", batch_size: 1, unrelated: true }));
+      const input = [schemaLine("c", ["id"]), record("c", { id: 1 }), record("c", { id: 2 }), state(1)].join("\n");
+      const r = await runCli(["singer", "--config", config], { input });
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe('{"n":1}\n');
+      expect(r.stderr.match(/table c: received 1,/g)).toHaveLength(2); // batch_size 1
+      expect(await rows("select id::int from singer_cfg.c order by id")).toEqual([{ id: 1 }, { id: 2 }]);
+      const flagWins = await runCli(["singer", "--config", config, "--schema", "singer_cfg2"], { input });
+      expect(flagWins.code).toBe(0);
+      expect(await rows("select count(*)::int as n from singer_cfg2.c")).toEqual([{ n: 2 }]);
+      const broken = path.join(dir, "broken.json");
+      await writeFile(broken, "{");
+      const bad = await runCli(["singer", "--config", broken], { input });
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain(`--config ${broken}: cannot read it as JSON`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("--help explains the mapping and has examples, including a Meltano meltano.yml loader", async () => {

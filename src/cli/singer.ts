@@ -3,6 +3,7 @@
  * loads them through the library (src/singer.ts turns them into batches), and prints each STATE's
  * value on stdout once every RECORD before it is committed. Stdout holds nothing else.
  */
+import { readFile } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { parseJson } from "../json.js";
 import { type LoadResult, createLoader, createSequencer } from "../index.js";
@@ -15,6 +16,8 @@ import { Utf8Decoder } from "./input.js";
 import type { Io } from "./io.js";
 
 export interface SingerFlags {
+  /** A Singer config file (JSON): database_url, schema, batch_size, sequence_property; flags win. */
+  config?: string;
   databaseUrl?: string;
   schema?: string;
   batchSize?: string;
@@ -64,7 +67,37 @@ function positiveInt(flag: string, value: string | undefined, dflt: number): num
   return Number(value);
 }
 
-export async function singerCommand(flags: SingerFlags, io: Io): Promise<number> {
+/** Keys of a Singer config file (`--config FILE`, as Meltano passes it) and their flags. */
+const CONFIG_KEYS = {
+  database_url: "databaseUrl",
+  schema: "schema",
+  batch_size: "batchSize",
+  sequence_property: "sequenceProperty",
+} as const;
+
+async function withConfig(flags: SingerFlags): Promise<SingerFlags> {
+  if (flags.config === undefined) return flags;
+  let config: unknown;
+  try {
+    config = JSON.parse(await readFile(flags.config, "utf8"));
+  } catch (e) {
+    throw new CliError(`--config ${flags.config}: cannot read it as JSON (${(e as Error).message})`);
+  }
+  if (typeof config !== "object" || config === null || Array.isArray(config))
+    throw new CliError(`--config ${flags.config}: must hold a JSON object`);
+  const merged: SingerFlags = { ...flags };
+  for (const [key, flag] of Object.entries(CONFIG_KEYS)) {
+    const value = (config as Record<string, unknown>)[key];
+    if (value === undefined || value === null || merged[flag] !== undefined) continue;
+    if (typeof value !== "string" && typeof value !== "number")
+      throw new CliError(`--config ${flags.config}: ${key} must be a string or a number`);
+    merged[flag] = String(value);
+  }
+  return merged;
+}
+
+export async function singerCommand(given: SingerFlags, io: Io): Promise<number> {
+  const flags = await withConfig(given);
   const batchSize = positiveInt("--batch-size", flags.batchSize, DEFAULT_SINGER_BATCH_SIZE);
   const sequenceProperty = flags.sequenceProperty;
   if (sequenceProperty !== undefined && sequenceProperty === "") throw new CliError("--sequence-property must name a record property");
@@ -105,12 +138,25 @@ export async function singerCommand(flags: SingerFlags, io: Io): Promise<number>
         io.err(summaryLine(place, result, performance.now() - t0));
       }
     };
+    /** The batcher's answer, its SingerInputError as exit 2 naming the line. */
+    const steps = (f: () => SingerStep[]): SingerStep[] => {
+      try {
+        return f();
+      } catch (e) {
+        if (e instanceof SingerInputError) {
+          failedAt = e.line;
+          throw new CliError(`${STDIN}:${e.line}: ${e.message}`, EXIT_INVALID_INPUT);
+        }
+        throw e;
+      }
+    };
     for await (const { line, text } of stdinLines()) {
       if (text.trim() === "") continue;
       let message: unknown;
       try {
         message = parseJson(text);
       } catch (e) {
+        steps(() => (batcher.check(), [])); // a record read before this line may be invalid: that one is reported
         failedAt = line;
         throw syntaxError(line, e);
       }
@@ -126,19 +172,9 @@ export async function singerCommand(flags: SingerFlags, io: Io): Promise<number>
       ) {
         after.set(m.stream, await ready.maxSequence(m.stream));
       }
-      let steps: SingerStep[];
-      try {
-        steps = batcher.push(message, line);
-      } catch (e) {
-        if (e instanceof SingerInputError) {
-          failedAt = line;
-          throw new CliError(`${STDIN}:${line}: ${e.message}`, EXIT_INVALID_INPUT);
-        }
-        throw e;
-      }
-      await run(steps);
+      await run(steps(() => batcher.push(message, line)));
     }
-    await run(batcher.end());
+    await run(steps(() => batcher.end()));
     if (totals.batches !== 1) io.err(totalsLine(totals, performance.now() - started));
     return 0;
   } catch (e) {
