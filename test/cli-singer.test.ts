@@ -1,12 +1,13 @@
 // `seqload singer` as a subprocess: a recorded Singer stream (singer-python's message shapes)
 // through the target, STATE ordering, failures, 19-digit values.
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase, withClient } from "./helpers/db.js";
-import { assertBuilt, ROOT, runCli } from "./fixtures/cli/run.js";
+import { assertBuilt, CLI, cleanEnv, ROOT, runCli } from "./fixtures/cli/run.js";
 
 let db: TestDatabase;
 const STREAM = readFileSync(path.join(ROOT, "test/fixtures/singer/stream.jsonl"), "utf8");
@@ -292,6 +293,61 @@ describe("seqload singer", () => {
     }
   });
 
+  it("hostile names and values: quotes, semicolons and long UTF-8 names land exactly; NUL, lone surrogates, 64-byte names and a key given twice exit 2 naming the line", async () => {
+    const stream = `we"ird'; drop table x; --ü${"é".repeat(18)}`;
+    const ok = [
+      JSON.stringify({
+        type: "SCHEMA",
+        stream,
+        schema: { properties: { 'id"; --': { type: "integer" }, "ça va?": { type: ["null", "string"] } } },
+        key_properties: ['id"; --'],
+      }),
+      JSON.stringify({ type: "RECORD", stream, record: { 'id"; --': 1, "ça va?": "'); drop table y; --\\.\n\t" } }),
+      state(1),
+    ];
+    const r = await singer(["--schema", 'sch"ema; x'], ok.join("\n"));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('{"n":1}\n');
+    expect(
+      await rows(`select * from ${pgIdent('sch"ema; x')}.${pgIdent(stream)}`).then((got) => got.map((g) => [g['id"; --'], g["ça va?"]])),
+    ).toEqual([["1", "'); drop table y; --\\.\n\t"]]);
+    const bad: [string, string][] = [
+      [record("h", { id: 1, v: "nul \u0000 inside" }), "<stdin>:2: invalid RECORD"],
+      ['{"type": "RECORD", "stream": "h", "record": {"id": 1, "v": "\\ud800"}}', "<stdin>:2: invalid RECORD"],
+      [
+        JSON.stringify({ type: "SCHEMA", stream: "x".repeat(64), schema: { properties: {} }, key_properties: [] }),
+        "<stdin>:2: SCHEMA: stream name",
+      ],
+      ['{"type": "RECORD", "stream": "h", "record": {"id": 1, "id": 2}}', "<stdin>:2:"],
+    ];
+    for (const [line, message] of bad) {
+      const b = await singer(["--schema", "singer_hostile"], [schemaLine("h", ["id"]), line, state(9)].join("\n"));
+      expect(b.code, line.slice(0, 80)).toBe(2);
+      expect(b.stdout).toBe("");
+      expect(b.stderr).toContain(message);
+      expect(b.stderr).not.toMatch(/\n\s+at .+:\d+:\d+\)?\n/);
+    }
+  });
+
+  it("bytes that are not UTF-8 exit 2 naming the line (never become U+FFFD silently)", async () => {
+    const input = Buffer.concat([
+      Buffer.from(`${schemaLine("u", ["id"])}\n${state(1)}\n{"type": "RECORD", "stream": "u", "record": {"id": 1, "v": "caf`),
+      Buffer.from([0xe9]), // Latin-1 é
+      Buffer.from('"}}\n'),
+    ]);
+    const child = spawn(process.execPath, [CLI, "singer", "--schema", "singer_utf8", "--database-url", db.url], { env: cleanEnv() });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (t: string) => (stdout += t));
+    child.stderr.setEncoding("utf8").on("data", (t: string) => (stderr += t));
+    child.stdin.end(input);
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    expect(code).toBe(2);
+    expect(stdout).toBe('{"n":1}\n');
+    expect(stderr).toContain("<stdin>:3: invalid UTF-8 at byte 64 of the line");
+    expect(stderr).toContain("Nothing from line 3 on was loaded");
+  });
+
   it("--help explains the mapping and has examples, including a Meltano meltano.yml loader", async () => {
     const r = await runCli(["singer", "--help"]);
     expect(r.code).toBe(0);
@@ -317,4 +373,8 @@ function record(stream: string, data: Record<string, unknown>): string {
 
 function state(n: number): string {
   return JSON.stringify({ type: "STATE", value: { n } });
+}
+
+function pgIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
 }

@@ -3,6 +3,7 @@
  * loads them through the library (src/singer.ts turns them into batches), and prints each STATE's
  * value on stdout once every RECORD before it is committed. Stdout holds nothing else.
  */
+import { isUtf8 } from "node:buffer";
 import { readFile } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { parseJson } from "../json.js";
@@ -12,7 +13,7 @@ import { DEFAULT_SINGER_BATCH_SIZE, SingerBatcher, SingerInputError, type Singer
 import { openDatabase } from "./database.js";
 import { CliError, EXIT_INVALID_INPUT, InputSyntaxError, batchError, describeError } from "./errors.js";
 import { addToTotals, emptyTotals, summaryLine, totalsLine } from "./format.js";
-import { Utf8Decoder } from "./input.js";
+import { firstInvalidUtf8 } from "./input.js";
 import type { Io } from "./io.js";
 
 export interface SingerFlags {
@@ -26,29 +27,33 @@ export interface SingerFlags {
 
 const STDIN = "<stdin>";
 
-/** stdin as numbered lines (1-based), strictly UTF-8. */
+/**
+ * stdin as numbered lines (1-based), strictly UTF-8. Split on the newline byte first (it never
+ * occurs inside a multi-byte UTF-8 sequence), then each line is checked and decoded on its own,
+ * so bytes that are not UTF-8 are reported at their line, after every line before it was handled.
+ */
 async function* stdinLines(): AsyncGenerator<{ line: number; text: string }> {
   let line = 1;
-  let carry = "";
-  const utf8 = new Utf8Decoder(
-    (_bytes, _bad, offset) =>
-      new CliError(`${STDIN}:${line}: invalid UTF-8 (byte offset ${offset + _bad}); Singer messages are UTF-8 JSON`, EXIT_INVALID_INPUT),
-  );
-  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
-    for (const piece of utf8.decode(chunk)) {
-      let text = carry + piece;
-      let at = text.indexOf("\n");
-      while (at !== -1) {
-        yield { line, text: text.slice(0, at) };
-        line++;
-        text = text.slice(at + 1);
-        at = text.indexOf("\n");
-      }
-      carry = text;
+  let pending: Buffer[] = []; // the start of a line cut by the end of a chunk
+  const text = (bytes: Buffer): string => {
+    if (!isUtf8(bytes)) {
+      const at = firstInvalidUtf8(bytes);
+      throw new SingerInputError(line, `invalid UTF-8 at byte ${at + 1} of the line; Singer messages are UTF-8 JSON`);
     }
+    return bytes.toString("utf8");
+  };
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    let from = 0;
+    for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, from)) {
+      const bytes = pending.length === 0 ? chunk.subarray(from, at) : Buffer.concat([...pending, chunk.subarray(from, at)]);
+      pending = [];
+      yield { line, text: text(bytes) };
+      line++;
+      from = at + 1;
+    }
+    if (from < chunk.length) pending.push(chunk.subarray(from));
   }
-  utf8.end();
-  if (carry !== "") yield { line, text: carry };
+  if (pending.length > 0) yield { line, text: text(Buffer.concat(pending)) };
 }
 
 /** parseJson's "… at position N" as a column. */
@@ -138,19 +143,31 @@ export async function singerCommand(given: SingerFlags, io: Io): Promise<number>
         io.err(summaryLine(place, result, performance.now() - t0));
       }
     };
-    /** The batcher's answer, its SingerInputError as exit 2 naming the line. */
+    /** A SingerInputError as exit 2 naming the line. */
+    const invalid = (e: unknown): unknown => {
+      if (!(e instanceof SingerInputError)) return e;
+      failedAt = e.line;
+      return new CliError(`${STDIN}:${e.line}: ${e.message}`, EXIT_INVALID_INPUT);
+    };
+    /** The batcher's answer, or its error as exit 2. */
     const steps = (f: () => SingerStep[]): SingerStep[] => {
       try {
         return f();
       } catch (e) {
-        if (e instanceof SingerInputError) {
-          failedAt = e.line;
-          throw new CliError(`${STDIN}:${e.line}: ${e.message}`, EXIT_INVALID_INPUT);
-        }
-        throw e;
+        throw invalid(e);
       }
     };
-    for await (const { line, text } of stdinLines()) {
+    /** The input's lines, or its error as exit 2. */
+    const readLines = async function* (lines: AsyncGenerator<{ line: number; text: string }>) {
+      try {
+        yield* lines;
+      } catch (e) {
+        // A record read before the bad bytes may be invalid: that one is reported.
+        steps(() => (batcher.check(), []));
+        throw invalid(e);
+      }
+    };
+    for await (const { line, text } of readLines(stdinLines())) {
       if (text.trim() === "") continue;
       let message: unknown;
       try {
