@@ -69,6 +69,8 @@ Examples:
   $ seqload load examples/customers.json
   $ seqload query "select * from customers order by id"
   $ seqload validate batches.jsonl
+  $ tap-github --config github.json | seqload singer
+  $ seqload status
   $ seqload migrate status --database-url postgres://user:pass@localhost:5432/warehouse
 
 Run "seqload help COMMAND" or "seqload COMMAND --help" for a command's flags and examples.`,

@@ -55,6 +55,19 @@ describe("seqload status", () => {
   });
 });
 
+describe("seqload --help", () => {
+  it("lists singer, status and sequence with examples", async () => {
+    const r = await runCli(["--help"]);
+    expect(r.code).toBe(0);
+    for (const cmd of ["singer", "status", "sequence"]) expect(r.stdout).toMatch(new RegExp(`^  ${cmd} `, "m"));
+    expect(r.stdout).toContain("$ seqload status");
+    const status = await runCli(["status", "--help"]);
+    expect(status.stdout).toContain("$ seqload status customers --schema staging");
+    const sequence = await runCli(["sequence", "--help"]);
+    expect(sequence.stdout).toContain("16 digits of microseconds since 1970-01-01 UTC");
+  });
+});
+
 describe("seqload sequence", () => {
   it("prints one 19-digit value; --source sets the last three digits; values of successive runs increase", async () => {
     const a = await runCli(["sequence"]);

@@ -9,9 +9,9 @@ import { performance } from "node:perf_hooks";
 import { parseJson } from "../json.js";
 import { type LoadResult, createLoader, createSequencer } from "../index.js";
 import { identifierProblem } from "../identifiers.js";
-import { DEFAULT_SINGER_BATCH_SIZE, SingerBatcher, SingerInputError, type SingerStep } from "../singer.js";
+import { DEFAULT_SINGER_BATCH_SIZE, SingerBatcher, SingerInputError, type SingerStep } from "../index.js";
 import { openDatabase } from "./database.js";
-import { CliError, EXIT_INVALID_INPUT, InputSyntaxError, batchError, describeError } from "./errors.js";
+import { CliError, EXIT_INVALID_INPUT, EXIT_OK, InputSyntaxError, batchError, describeError } from "./errors.js";
 import { addToTotals, emptyTotals, summaryLine, totalsLine } from "./format.js";
 import { firstInvalidUtf8 } from "./input.js";
 import type { Io } from "./io.js";
@@ -193,7 +193,7 @@ export async function singerCommand(given: SingerFlags, io: Io): Promise<number>
     }
     await run(steps(() => batcher.end()));
     if (totals.batches !== 1) io.err(totalsLine(totals, performance.now() - started));
-    return 0;
+    return EXIT_OK;
   } catch (e) {
     const { message, exitCode } = describeError(e);
     const n = totals.batches;
