@@ -6,6 +6,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseJson } from "../src/json.js";
+import { jsonText } from "../src/values.js";
 import { createTestDatabase, type TestDatabase, withClient } from "./helpers/db.js";
 import { assertBuilt, CLI, cleanEnv, ROOT, runCli } from "./fixtures/cli/run.js";
 
@@ -348,6 +350,50 @@ describe("seqload singer", () => {
     expect(stderr).toContain("Nothing from line 3 on was loaded");
   });
 
+  it("the recorded stream through `seqload singer` and through `seqload serve` with target-stitch's request shape ends in the same tables", async () => {
+    // target-stitch turns a RECORD into an upsert whatever its _sdc_deleted_at says: leave the CDC delete out.
+    const lines = STREAM.split("\n").filter((l) => l !== "" && !/"_sdc_deleted_at": "/.test(l));
+    const direct = await singer(["--schema", "singer_direct"], lines.join("\n"));
+    expect(direct.code).toBe(0);
+    const served = spawn(
+      process.execPath,
+      [CLI, "serve", "--port", "0", "--insecure-no-auth", "--schema", "singer_served", "--database-url", db.url],
+      {
+        env: cleanEnv(),
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let stderr = "";
+        served.stderr.setEncoding("utf8").on("data", (t: string) => {
+          stderr += t;
+          const m = /serving the Import API at (\S+?),/.exec(stderr);
+          if (m?.[1]) resolve(m[1]);
+        });
+        served.on("exit", () => reject(new Error(`serve exited: ${stderr}`)));
+      });
+      for (const body of targetStitchBodies(lines)) {
+        const res = await fetch(`${url}/v2/import/batch`, { method: "POST", headers: { "content-type": "application/json" }, body });
+        expect(res.status, await res.text()).toBe(201);
+      }
+    } finally {
+      served.kill("SIGTERM");
+      await new Promise((resolve) => served.on("close", resolve));
+    }
+    for (const [table, key] of [
+      ["users", "id"],
+      ["orders", "order_id"],
+      ["events", "event, at"],
+    ]) {
+      const sql = (schema: string) =>
+        `select to_jsonb(t) - '_sequence' - '_loaded_at' - '_deleted_at' as row, _deleted_at is not null as deleted from "${schema}"."${table}" t order by ${key}`;
+      const viaSinger = await rows(sql("singer_direct"));
+      expect(viaSinger.length).toBeGreaterThan(0);
+      expect(await rows(sql("singer_served"))).toEqual(viaSinger);
+    }
+  });
+
   it("--help explains the mapping and has examples, including a Meltano meltano.yml loader", async () => {
     const r = await runCli(["singer", "--help"]);
     expect(r.code).toBe(0);
@@ -377,4 +423,57 @@ function state(n: number): string {
 
 function pgIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
+}
+
+/**
+ * What target-stitch 4.0.4 posts for a Singer stream (test/fixtures reference: target-stitch-request.json): per
+ * stream and table version a batch of upserts and activate_version messages, sequences of microseconds × 1000 +
+ * the message's index, flushed on STATE, on a new SCHEMA and at the end; numbers written back exactly.
+ */
+function targetStitchBodies(lines: string[]): string[] {
+  const bodies: string[] = [];
+  const streams = new Map<string, { schema: unknown; keys: unknown; bookmarks: unknown; version: unknown; messages: unknown[] }>();
+  let micros = BigInt(Date.now()) * 1000n;
+  const flush = (name: string) => {
+    const s = streams.get(name);
+    if (s === undefined || s.messages.length === 0) return;
+    bodies.push(
+      jsonText({
+        table_name: name,
+        schema: s.schema,
+        key_names: s.keys,
+        messages: s.messages,
+        ...(s.version === undefined ? {} : { table_version: s.version }),
+        ...(s.bookmarks === undefined ? {} : { bookmark_names: s.bookmarks }),
+      }),
+    );
+    s.messages = [];
+  };
+  const add = (name: string, version: unknown, message: Record<string, unknown>) => {
+    const s = streams.get(name) as { version: unknown; messages: unknown[] };
+    if (s.messages.length > 0 && String(s.version) !== String(version)) flush(name);
+    s.version = version;
+    micros += 1n;
+    s.messages.push({ ...message, sequence: micros * 1000n + BigInt(s.messages.length % 1000) });
+  };
+  for (const line of lines) {
+    const m = parseJson(line) as Record<string, unknown>;
+    const name = m.stream as string;
+    if (m.type === "SCHEMA") {
+      flush(name);
+      streams.set(name, { schema: m.schema, keys: m.key_properties, bookmarks: m.bookmark_properties, version: undefined, messages: [] });
+    } else if (m.type === "RECORD") {
+      add(name, m.version, {
+        action: "upsert",
+        data: m.record,
+        ...(m.time_extracted === undefined ? {} : { time_extracted: m.time_extracted }),
+      });
+    } else if (m.type === "ACTIVATE_VERSION") {
+      add(name, m.version, { action: "activate_version" });
+    } else if (m.type === "STATE") {
+      for (const n of streams.keys()) flush(n);
+    }
+  }
+  for (const n of streams.keys()) flush(n);
+  return bodies;
 }
