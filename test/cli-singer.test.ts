@@ -165,6 +165,24 @@ describe("seqload singer", () => {
     expect(await rows("select id::int, v from singer_fail.good order by id")).toEqual([{ id: 1, v: "one" }]);
   });
 
+  it("a batch fails while the lines after it are read: its failure is reported (exit 1), not a later invalid record, and no STATE after it is printed", async () => {
+    await rows("create schema singer_pipe; create table singer_pipe.broken (id text primary key, v int)");
+    const lines = [
+      schemaLine("broken", ["id"]),
+      record("broken", { id: 1 }),
+      record("broken", { id: 2 }), // line 3: the batch is full and starts loading
+      schemaLine("good", ["id"]),
+      record("good", { id: "invalid" }),
+      state(1),
+    ];
+    const r = await singer(["--schema", "singer_pipe", "--batch-size", "2"], lines.join("\n"));
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain('<stdin>:2-3 (stream "broken"): not loaded: table "broken" exists but is not a seqload table');
+    expect(r.stderr).not.toContain("invalid RECORD");
+    expect(r.stderr).toContain("No batch was committed. No STATE was printed.");
+  });
+
   it("a change of key_properties is a clear error (exit 2), in the stream and against an existing table; nothing of it is written", async () => {
     const inStream = await singer(
       ["--schema", "singer_keys"],

@@ -113,6 +113,8 @@ export async function singerCommand(given: SingerFlags, io: Io): Promise<number>
   const started = performance.now();
   let lastState: number | null = null; // input line of the last STATE printed
   let failedAt: number | null = null; // input line of an invalid message
+  let loadFailure: unknown = null; // the error of a batch that failed to load
+  let waitForLoad = async (): Promise<void> => {};
   try {
     loader = await createLoader({ pool: db.pool, ...(flags.schema !== undefined ? { schema: flags.schema } : {}) });
     const ready = loader;
@@ -124,8 +126,18 @@ export async function singerCommand(given: SingerFlags, io: Io): Promise<number>
       ...(sequenceProperty !== undefined ? { sequenceProperty } : {}),
       sequencer: (stream) => createSequencer({ after: after.get(stream) ?? null }),
     });
+    // One batch loads while the lines after it are read and parsed; the next batch, a STATE and
+    // the end wait for it (settle), so batches commit in input order and a STATE is printed only
+    // after every batch before it committed. Memory: one batch in flight plus one per stream.
+    let inflight: Promise<void> | null = null;
+    const settle = async (): Promise<void> => {
+      if (inflight !== null) await inflight;
+      inflight = null;
+      if (loadFailure !== null) throw loadFailure;
+    };
     const run = async (steps: SingerStep[]): Promise<void> => {
       for (const step of steps) {
+        await settle();
         if (step.kind === "state") {
           io.out(step.json);
           lastState = step.line;
@@ -133,15 +145,20 @@ export async function singerCommand(given: SingerFlags, io: Io): Promise<number>
         }
         const place = `${STDIN}:${step.firstLine}${step.lastLine === step.firstLine ? "" : `-${step.lastLine}`} (stream ${JSON.stringify(step.stream)})`;
         const t0 = performance.now();
-        let result: LoadResult;
-        try {
-          result = await ready.loadBatch(step.batch);
-        } catch (e) {
-          throw batchError(place, e);
-        }
-        addToTotals(totals, result);
-        io.err(summaryLine(place, result, performance.now() - t0));
+        // Settled here, never rejected: a failure is kept for settle() to throw.
+        inflight = ready.loadBatch(step.batch).then(
+          (result: LoadResult) => {
+            addToTotals(totals, result);
+            io.err(summaryLine(place, result, performance.now() - t0));
+          },
+          (e: unknown) => {
+            loadFailure = batchError(place, e);
+          },
+        );
       }
+    };
+    waitForLoad = async () => {
+      if (inflight !== null) await inflight;
     };
     /** A SingerInputError as exit 2 naming the line. */
     const invalid = (e: unknown): unknown => {
@@ -192,9 +209,15 @@ export async function singerCommand(given: SingerFlags, io: Io): Promise<number>
       await run(steps(() => batcher.push(message, line)));
     }
     await run(steps(() => batcher.end()));
+    await settle();
     if (totals.batches !== 1) io.err(totalsLine(totals, performance.now() - started));
     return EXIT_OK;
-  } catch (e) {
+  } catch (thrown) {
+    // A batch still loading finishes first (its outcome counts); a batch that failed comes before
+    // anything read after it, so its failure is the one reported.
+    await waitForLoad();
+    const e = loadFailure ?? thrown;
+    if (loadFailure !== null) failedAt = null;
     const { message, exitCode } = describeError(e);
     const n = totals.batches;
     const committed =
