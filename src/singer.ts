@@ -113,11 +113,6 @@ export class SingerBatcher {
       throw new RangeError(`batchSize must be a positive integer, got ${this.batchSize}`);
   }
 
-  /** Streams whose SCHEMA has been read, in order of appearance. */
-  get streamNames(): string[] {
-    return [...this.streams.keys()];
-  }
-
   /** Handle one parsed message read at `line`; returns what to do now, in order. */
   push(message: unknown, line: number): SingerStep[] {
     try {
