@@ -71,6 +71,8 @@ Examples:
   $ seqload load examples/customers.json
   $ seqload query "select * from customers order by id"
   $ seqload validate batches.jsonl
+  $ tap-github --config github.json | seqload singer
+  $ seqload status
   $ seqload migrate status --database-url postgres://user:pass@localhost:5432/warehouse
 
 Run "seqload help COMMAND" or "seqload COMMAND --help" for a command's flags and examples.`,
@@ -173,6 +175,116 @@ Examples:
     .action(async (sql: string, flags: { databaseUrl?: string; schema?: string; json?: boolean }) => {
       const { queryCommand } = await import("./cli/query.js");
       process.exitCode = await queryCommand(sql, flags, io);
+    });
+
+  program
+    .command("singer")
+    .description("A Singer target: load a tap's SCHEMA/RECORD/STATE/ACTIVATE_VERSION messages from stdin.")
+    .addOption(databaseUrlOption())
+    .addOption(schemaOption("schema of the data tables (default: public)"))
+    .option("--batch-size <n>", "records per batch and stream at most (default: 20000)")
+    .option("--sequence-property <name>", "take each record's sequence from this property (an integer up to int64), not the clock")
+    .option("--config <file>", "a Singer config file (JSON) with database_url, schema, batch_size, sequence_property; flags win")
+    .addHelpText(
+      "after",
+      `
+Reads one Singer message per line on stdin. Each stream loads into the table of the same
+name; key_properties become its primary key (a change is an error); a new SCHEMA for a
+stream adds or widens columns; RECORD version and ACTIVATE_VERSION are full-table
+replication; a record with a non-null _sdc_deleted_at is a delete (a tombstone).
+
+Sequences: each record gets a 19-digit sequence from seqload's generator (microseconds since
+1970, then 000): increasing through the stream, and starting above what the table holds, so a
+later run's records win over an earlier run's even if the clock stepped back. With
+--sequence-property NAME the record's NAME is its sequence (e.g. a CDC log position); a
+record without it is invalid.
+
+Batches: per stream, up to --batch-size records; a STATE, a changed SCHEMA and the end of
+input flush. A STATE's value is printed on stdout, one JSON line, once every RECORD before it
+is committed; stdout holds nothing else (batch summaries go to stderr). Numbers are read
+exactly (19-digit integers, long decimals).
+
+Exit codes:
+  0  everything loaded
+  2  a malformed line or an invalid message (its line is named); nothing from that line on
+     is loaded and no later STATE printed; batches committed before stay committed
+  1  any other failure (e.g. the database), with the same promise for STATE
+${DATABASE_HELP}
+
+Examples:
+  $ tap-github --config github.json | seqload singer --database-url postgres://localhost/warehouse
+  $ tap-postgres --config cdc.json | seqload singer --schema cdc --sequence-property _sdc_lsn
+  $ tap-foo | seqload singer --batch-size 5000 > state.json    # last line: the next bookmark
+
+Meltano: a custom loader in meltano.yml. Meltano runs the executable with --config FILE,
+so point it at a two-line script, target-seqload:  #!/bin/sh  exec seqload singer "$@"
+  plugins:
+    loaders:
+      - name: target-seqload
+        namespace: target_seqload
+        executable: ./target-seqload
+        settings:
+          - name: database_url
+            sensitive: true
+          - name: schema
+          - name: batch_size
+            kind: integer
+          - name: sequence_property
+        config:
+          database_url: $DATABASE_URL
+          schema: raw
+  $ meltano run tap-github target-seqload`,
+    )
+    .action(async (flags: { config?: string; databaseUrl?: string; schema?: string; batchSize?: string; sequenceProperty?: string }) => {
+      const { singerCommand } = await import("./cli/singer.js");
+      process.exitCode = await singerCommand(flags, io);
+    });
+
+  program
+    .command("status")
+    .description("Show the tables seqload manages: rows, live and deleted rows, highest sequence, last load.")
+    .argument("[table]", "only this table")
+    .addOption(databaseUrlOption())
+    .addOption(schemaOption("schema of the data tables (default: public)"))
+    .option("--json", "print one JSON object per table (max_sequence with every digit)")
+    .addHelpText(
+      "after",
+      `
+Columns: table, key (primary key columns, or "(append-only)"), rows (tombstones included),
+live, deleted (tombstones), max_sequence (the highest sequence committed, from the load log
+seqload.loads), batches (committed), last_loaded_at. Row counts are exact: each table is
+counted. Reads only; exit 1 when TABLE was never loaded into the schema.
+${DATABASE_HELP}
+
+Examples:
+  $ seqload status
+  $ seqload status customers --schema staging
+  $ seqload status --json --database-url postgres://user:pass@localhost:5432/warehouse`,
+    )
+    .action(async (table: string | undefined, flags: { databaseUrl?: string; schema?: string; json?: boolean }) => {
+      const { statusCommand } = await import("./cli/status.js");
+      process.exitCode = await statusCommand(table, flags, io);
+    });
+
+  program
+    .command("sequence")
+    .description("Print one sequence value: 19 digits, strictly increasing, time-based (for shell scripts).")
+    .option("--source <n>", "0-999, the value's last three digits: give concurrent writers different sources", "0")
+    .addHelpText(
+      "after",
+      `
+Layout: 16 digits of microseconds since 1970-01-01 UTC, then the source in 3 digits
+(1795465705836066042 = 2026-11-23T20:28:25.836066Z, source 42), the same generator as the
+library's createSequencer(). Two runs a microsecond apart or more print increasing values as
+long as the system clock does not step back between them. Needs no database.
+
+Examples:
+  $ seqload sequence
+  $ seq=$(seqload sequence --source 7)`,
+    )
+    .action(async (flags: { source?: string }) => {
+      const { sequenceCommand } = await import("./cli/sequence.js");
+      process.exitCode = sequenceCommand(flags, io);
     });
 
   program

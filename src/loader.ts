@@ -11,6 +11,7 @@ import { type TableInfo, readTableInfo } from "./catalog.js";
 import { type CollapsedBatch, collapseBatch } from "./collapse.js";
 import { ConnectionError, RetryExhaustedError, SeqloadError, isConnectionError, isTransient, wrapPgError } from "./errors.js";
 import { quoteIdent, quoteQualified } from "./identifiers.js";
+import { type KeyInput, type StoredSequence, maxSequence, storedSequences } from "./lookups.js";
 import { LOCK_NAMESPACE, isUpToDate, migrateUp } from "./migrate.js";
 import { type LoaderOptions, type ResolvedOptions, checkout, guardPool, makePool, redactUrl, resolveOptions } from "./options.js";
 import { type TablePlan, addPrimaryKeySql, alterTableSql, createTableSql, needsDdl, planTable } from "./plan.js";
@@ -32,6 +33,10 @@ export interface LoaderStats {
 export interface Loader {
   /** Validate and apply one batch atomically. */
   loadBatch(batch: Batch | unknown): Promise<LoadResult>;
+  /** The highest sequence committed into `table` (from the load log), or null. */
+  maxSequence(table: string): Promise<bigint | null>;
+  /** The stored sequence of each key (tombstones marked), or null where none. */
+  sequences(table: string, keys: readonly KeyInput[]): Promise<(StoredSequence | null)[]>;
   /** Close the pool if seqload created it. */
   close(): Promise<void>;
   /** The pool in use. */
@@ -395,6 +400,8 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
 
   return {
     loadBatch,
+    maxSequence: (table) => maxSequence(pool, options.schema, table),
+    sequences: (table, keys) => storedSequences(pool, options.schema, table, keys),
     pool,
     options,
     stats,

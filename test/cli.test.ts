@@ -297,24 +297,26 @@ describe("seqload migrate", () => {
       const migrate = (...args: string[]) => runCli(["migrate", ...args, "--database-url", fresh.url]);
       const before = await migrate("status", "--json");
       expect(before.code).toBe(0);
-      expect(JSON.parse(before.stdout)).toEqual({ executed: [], pending: ["0001_init"] });
+      expect(JSON.parse(before.stdout)).toEqual({ executed: [], pending: ["0001_init", "0002_loads_max_sequence"] });
 
       const up = await migrate("up");
       expect(up.code).toBe(0);
       expect(up.stdout).toMatch(/^migrated 0001_init /m);
-      expect(up.stdout).toContain("applied: 0001_init\npending: none");
+      expect(up.stdout).toMatch(/^migrated 0002_loads_max_sequence /m);
+      expect(up.stdout).toContain("applied: 0001_init, 0002_loads_max_sequence\npending: none");
       expect((await migrate("up")).stdout).toContain("nothing to migrate");
 
       const status = await migrate("status");
-      expect(status.stdout).toBe("applied: 0001_init\npending: none\n");
+      expect(status.stdout).toBe("applied: 0001_init, 0002_loads_max_sequence\npending: none\n");
 
       const down = await migrate("down");
       expect(down.code).toBe(0);
-      expect(down.stdout).toContain("reverted 0001_init");
-      expect(down.stdout).toContain("pending: 0001_init");
+      expect(down.stdout).toContain("reverted 0002_loads_max_sequence");
+      expect(down.stdout).toContain("applied: 0001_init\npending: 0002_loads_max_sequence");
 
       await migrate("up");
       const all = await migrate("down", "--all");
+      expect(all.stdout).toContain("reverted 0002_loads_max_sequence");
       expect(all.stdout).toContain("reverted 0001_init");
       expect((await migrate("down")).stdout).toContain("nothing to revert");
 

@@ -1,0 +1,1 @@
+DROP INDEX seqload.loads_max_sequence_idx;
