@@ -46,6 +46,8 @@ function deferredLoader(options: LoaderOptions, onLoaded: () => void): Loader {
       onLoaded();
       return result;
     },
+    maxSequence: async (table) => (await pending).maxSequence(table),
+    sequences: async (table, keys) => (await pending).sequences(table, keys),
     close: async () => {}, // borrows the shared pool
     pool: options.pool as NonNullable<LoaderOptions["pool"]>,
     options: resolved,
