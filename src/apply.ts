@@ -65,7 +65,7 @@ function upsert(shape: ApplyShape) {
   const picks: AliasedRawBuilder<unknown, string>[] = [
     ...columns.map((_, i) => staged(i).as(`c${i}`)),
     sql`${col("s", "_sequence")}`.as("_sequence"),
-    sql`CASE WHEN ${col("s", "_delete")} THEN now() END`.as("_deleted_at"),
+    sql`case when ${col("s", "_delete")} then now() end`.as("_deleted_at"),
   ];
   const targetColumns = [...columns, "_sequence", "_deleted_at"];
   if (shape.tableVersion) {
@@ -81,7 +81,7 @@ function upsert(shape: ApplyShape) {
     const stored = db
       .selectFrom(`${TARGET} as x`)
       .select(sql.lit(1).as("one"))
-      .where(sql<boolean>`${sql.join(match, sql` AND `)} AND ${col("x", "_sequence")} >= ${col("s", "_sequence")}`);
+      .where(sql<boolean>`${sql.join(match, sql` and `)} and ${col("x", "_sequence")} >= ${col("s", "_sequence")}`);
     rows = rows.where(({ not, exists }) => not(exists(stored)));
   }
   for (const p of keyPositions) rows = rows.orderBy(staged(p));
@@ -92,7 +92,7 @@ function upsert(shape: ApplyShape) {
   const set: Record<string, Expression<unknown>> = {};
   for (const c of columns) {
     if (keyNames.includes(c)) continue;
-    set[c] = sql`CASE WHEN ${col("excluded", "_deleted_at")} IS NULL THEN ${col("excluded", c)} ELSE ${storedColumn(c)} END`;
+    set[c] = sql`case when ${col("excluded", "_deleted_at")} is null then ${col("excluded", c)} else ${storedColumn(c)} end`;
   }
   for (const c of ["_sequence", "_loaded_at", "_deleted_at", ...(shape.tableVersion ? ["_table_version"] : [])]) {
     set[c] = col("excluded", c);
@@ -132,7 +132,7 @@ export function applyStatement(shape: ApplyShape): Statement {
   if (shape.counts === "tag") return statement(compileFor(shape.schema, shape.table, insert));
   const written = insert.returning([
     sql<boolean>`${storedColumn("xmax")} = 0`.as("ins"),
-    sql<boolean>`${storedColumn("_deleted_at")} IS NOT NULL`.as("del"),
+    sql<boolean>`${storedColumn("_deleted_at")} is not null`.as("del"),
   ]);
   const counted = db
     .with("w", () => written)
@@ -140,13 +140,13 @@ export function applyStatement(shape: ApplyShape): Statement {
       qc
         .selectFrom("w")
         .select([
-          sql<number>`count(*) FILTER (WHERE ins AND NOT del)::int`.as("inserted"),
-          sql<number>`count(*) FILTER (WHERE NOT ins AND NOT del)::int`.as("updated"),
-          sql<number>`count(*) FILTER (WHERE del)::int`.as("deleted"),
+          sql<number>`count(*) filter (where "ins" and not "del")::int`.as("inserted"),
+          sql<number>`count(*) filter (where not "ins" and not "del")::int`.as("updated"),
+          sql<number>`count(*) filter (where "del")::int`.as("deleted"),
           sql<number>`(${slot("staged", "int")} - count(*))::int`.as("skipped"),
         ]),
     );
-  const fromC = (name: keyof ApplyCounts) => sql`(SELECT ${sql.id(name)} FROM c)`;
+  const fromC = (name: keyof ApplyCounts) => sql`(select ${sql.id(name)} from "c")`;
   if (!shape.log) return statement(compileFor(shape.schema, shape.table, counted.selectFrom("c").select(COUNTS)));
   const logged = counted.with("l", () =>
     logInsert({
@@ -197,7 +197,7 @@ export function staleSampleStatement(schema: string, table: string, keyNames: st
   const stored = db
     .selectFrom(`${TARGET} as x`)
     .select(sql.lit(1).as("one"))
-    .where(sql<boolean>`${sql.join(match, sql` AND `)} AND ${col("x", "_sequence")} >= ${col("s", "_sequence")}`);
+    .where(sql<boolean>`${sql.join(match, sql` and `)} and ${col("x", "_sequence")} >= ${col("s", "_sequence")}`);
   const query = db
     .selectFrom(sample)
     .select(sql<number>`count(*)::int`.as("stale"))
