@@ -4,6 +4,17 @@
  * parsing SQLSTATEs themselves.
  */
 
+/**
+ * What kind of problem a validation issue is, for programs (the HTTP server words each kind the
+ * way Stitch does):
+ * - `batch`: the envelope or the schema (index null);
+ * - `message`: a message's own fields (action, sequence, unknown fields);
+ * - `data`: the record itself, or a value in it PostgreSQL cannot store;
+ * - `schema`: the record does not conform to the batch's JSON schema (message starts with SCHEMA_MISMATCH);
+ * - `key_missing` / `key_null`: a key property is absent or null (the path ends with its name).
+ */
+export type ValidationIssueKind = "batch" | "message" | "data" | "schema" | "key_missing" | "key_null";
+
 export interface ValidationIssue {
   /** Index of the message in `messages`, or null for a problem with the batch envelope. */
   index: number | null;
@@ -11,6 +22,17 @@ export interface ValidationIssue {
   path: string;
   /** What is wrong, in words. */
   message: string;
+  /** What kind of problem, for programs (not enumerable: issues print and serialise as index, path, message). */
+  readonly kind: ValidationIssueKind;
+}
+
+/** How the message of a `schema` issue starts; what follows is the JSON Schema validator's finding. */
+export const SCHEMA_MISMATCH = "does not conform to the schema: ";
+
+export function validationIssue(kind: ValidationIssueKind, index: number | null, path: string, message: string): ValidationIssue {
+  const issue = { index, path, message } as ValidationIssue;
+  Object.defineProperty(issue, "kind", { value: kind, enumerable: false });
+  return issue;
 }
 
 export class SeqloadError extends Error {

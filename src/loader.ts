@@ -36,7 +36,7 @@ import {
 import { type KyselyTransaction, type Session, kyselySession, pgSession } from "./session.js";
 import { inPoolTransaction, withClient } from "./transaction.js";
 import type { Batch, LoadResult } from "./types.js";
-import { type ValidateOptions, type ValidatedBatch, checkBatch } from "./validate.js";
+import { type ValidatedBatch, checkBatch, checkMessageCount } from "./validate.js";
 
 /** Counters since the loader was created (for monitoring and the stress tests). */
 export interface LoaderStats {
@@ -54,8 +54,8 @@ export interface LoadOptions {
   client?: pg.ClientBase;
   /** Load inside this kysely Transaction (from `db.transaction().execute(trx => …)`). */
   transaction?: KyselyTransaction;
-  /** Validation limits (the HTTP server refuses batches over 20,000 messages). */
-  limits?: Pick<ValidateOptions, "maxMessages">;
+  /** Validation limits: `maxMessages` refuses a longer batch before its records are validated (the HTTP server uses 20,000). */
+  limits?: { maxMessages?: number };
 }
 
 export interface Loader {
@@ -128,7 +128,9 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
 }
 
 async function loadBatch(ctx: LoaderContext, batch: Batch | unknown, opts: LoadOptions = {}): Promise<LoadResult> {
-  const v = checkBatch(batch, opts.limits ?? {}); // an invalid batch throws before any SQL runs
+  // An invalid batch throws before any SQL runs.
+  if (opts.limits?.maxMessages !== undefined) checkMessageCount(batch, opts.limits.maxMessages);
+  const v = checkBatch(batch);
   const received = Array.isArray((batch as Batch).messages) ? (batch as Batch).messages.length : 0;
   const caller = callerSession(opts);
   ctx.ready ??= prepare(ctx);
@@ -246,6 +248,11 @@ async function loadOnce(ctx: LoaderContext, runner: Runner, v: ValidatedBatch, r
 async function loadInCallerTransaction(ctx: LoaderContext, s: Session, v: ValidatedBatch, received: number): Promise<LoadResult> {
   const runner: Runner = { transaction: (fn) => fn(s), single: (fn) => fn(s), catalog: s, caller: true, tables: new Map() };
   try {
+    // Outside a transaction every statement would commit on its own: refuse before writing anything.
+    const open = await s.query<{ open: boolean }>("SELECT transaction_timestamp() <> statement_timestamp() AS open");
+    if (!open.rows[0]?.open) {
+      throw new ConfigurationError("loadBatch(batch, { client }) needs a client inside a transaction: run BEGIN on it first");
+    }
     const result = await loadOnce(ctx, runner, v, received);
     await s.restoreSettings();
     ctx.stats.batches += 1;

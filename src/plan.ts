@@ -39,10 +39,21 @@ export interface TablePlan {
 
 const SYSTEM_NAMES = new Set<string>(SYSTEM_COLUMN_NAMES);
 
+/**
+ * The column type the batch needs per property: what its schema says, except that an integer
+ * property holding a value beyond int64 needs numeric (stored exactly).
+ */
+export function batchColumns(batch: ValidatedBatch): Map<string, ColumnType> {
+  if (batch.beyondInt64.size === 0) return batch.columns;
+  const columns = new Map(batch.columns);
+  for (const name of batch.beyondInt64) columns.set(name, "numeric");
+  return columns;
+}
+
 export function planTable(batch: ValidatedBatch, info: TableInfo): TablePlan {
   if (!info.exists) {
     const tv = batch.tableVersion !== null;
-    return { create: true, add: [], widen: [], columns: new Map(batch.columns), addTableVersion: tv, hasTableVersion: tv };
+    return { create: true, add: [], widen: [], columns: new Map(batchColumns(batch)), addTableVersion: tv, hasTableVersion: tv };
   }
   if (info.columns.get("_sequence") !== "bigint" || !info.columns.has("_loaded_at") || !info.columns.has("_deleted_at")) {
     throw new TableShapeError(
@@ -56,7 +67,7 @@ export function planTable(batch: ValidatedBatch, info: TableInfo): TablePlan {
   const widen: [string, ColumnType, ColumnType][] = [];
   const columns = new Map<string, ColumnType | "other">();
   for (const [name, type] of info.columns) if (!SYSTEM_NAMES.has(name)) columns.set(name, type);
-  for (const [name, wanted] of batch.columns) {
+  for (const [name, wanted] of batchColumns(batch)) {
     const have = info.columns.get(name);
     if (have === undefined) {
       add.push([name, wanted]);

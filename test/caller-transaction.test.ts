@@ -101,6 +101,20 @@ async function rowCount(table: string): Promise<number> {
   return r[0]?.n ?? 0;
 }
 
+describe("loadBatch(batch, { client }) outside a transaction", () => {
+  it("is refused before anything is written, since each statement would commit on its own", async () => {
+    const loader = await ctx.loader();
+    const t = uniqueTable("autocommit");
+    const client = await pool.connect();
+    try {
+      await expect(loader.loadBatch(batch(t, 1, [1]), { client })).rejects.toMatchObject({ code: "INVALID_OPTION" });
+    } finally {
+      client.release();
+    }
+    expect(await tableExists(t)).toBe(false);
+  });
+});
+
 describe.each(MODES)("loadBatch in the caller's transaction ($mode)", ({ inTransaction }) => {
   let loader: Loader;
   beforeAll(async () => {
