@@ -11,7 +11,7 @@
  */
 import { type AliasedRawBuilder, type Expression, type RawBuilder, sql } from "kysely";
 import { type Statement, TARGET, compileFor, db, slot, statement } from "./builder.js";
-import { COLUMN_SQL, type ColumnType } from "./columns.js";
+import { COLUMN_SQL, type ColumnType, systemColumnsOf } from "./columns.js";
 import { STAGE_TABLE, stageColumnNames } from "./stage.js";
 
 /** Everything the apply statement's text depends on. Two batches with equal shapes share one statement. */
@@ -94,9 +94,7 @@ function upsert(shape: ApplyShape) {
     if (keyNames.includes(c)) continue;
     set[c] = sql`case when ${col("excluded", "_deleted_at")} is null then ${col("excluded", c)} else ${storedColumn(c)} end`;
   }
-  for (const c of ["_sequence", "_loaded_at", "_deleted_at", ...(shape.tableVersion ? ["_table_version"] : [])]) {
-    set[c] = col("excluded", c);
-  }
+  for (const { name } of systemColumnsOf(shape.tableVersion)) set[name] = col("excluded", name);
   return insert.onConflict((oc) =>
     oc
       .columns(keyNames)

@@ -6,9 +6,6 @@
 
 export const MAX_IDENTIFIER_BYTES = 63;
 
-/** Columns seqload adds to every table; a property with one of these names is refused. */
-export const SYSTEM_COLUMNS = ["_sequence", "_loaded_at", "_deleted_at", "_table_version"] as const;
-
 /** PostgreSQL's own hidden columns on every table; a column cannot take these names. */
 export const POSTGRES_SYSTEM_COLUMNS = ["tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"] as const;
 

@@ -55,7 +55,8 @@ export function planTable(batch: ValidatedBatch, info: TableInfo): TablePlan {
     const tv = batch.tableVersion !== null;
     return { create: true, add: [], widen: [], columns: new Map(batchColumns(batch)), addTableVersion: tv, hasTableVersion: tv };
   }
-  if (info.columns.get("_sequence") !== "bigint" || !info.columns.has("_loaded_at") || !info.columns.has("_deleted_at")) {
+  const seqloadTable = systemColumnsOf(false).every((c) => info.columns.has(c.name)) && info.columns.get("_sequence") === "bigint";
+  if (!seqloadTable) {
     throw new TableShapeError(
       `table "${batch.table}" exists but is not a seqload table (it needs _sequence bigint, _loaded_at and _deleted_at columns); load into another table or schema`,
     );
