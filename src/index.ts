@@ -1,6 +1,6 @@
 /** seqload's public surface. */
 export { createLoader } from "./loader.js";
-export type { Loader } from "./loader.js";
+export type { Loader, LoadOptions } from "./loader.js";
 export { validateBatch } from "./validate.js";
 export type { BatchSummary, ValidateOptions } from "./validate.js";
 export type { LoaderOptions, ResolvedOptions } from "./options.js";
@@ -15,7 +15,7 @@ export {
   RetryExhaustedError,
   ConfigurationError,
 } from "./errors.js";
-export type { ValidationIssue } from "./errors.js";
+export type { ValidationIssue, ValidationIssueKind } from "./errors.js";
 export { migrateUp, migrateDown, migrationStatus } from "./migrate.js";
 export type { MigrationStatus } from "./migrate.js";
 export type { ColumnType } from "./columns.js";

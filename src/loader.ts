@@ -223,11 +223,12 @@ async function loadOnce(ctx: LoaderContext, runner: Runner, v: ValidatedBatch, r
         return result;
       }
       runner.tables.set(v.table, info);
-      if (needsDdl(planTable(v, info))) {
+      let plan = planTable(v, info);
+      if (needsDdl(plan)) {
         info = await runner.transaction((s) => alterTable(ctx, s, v));
         runner.tables.set(v.table, info);
+        plan = planTable(v, info);
       }
-      const plan = planTable(v, info);
       const c = collapseBatch(v, plan.columns);
       if (fitsOneStatement(ctx, c)) return await runner.single((s) => applyOneStatement(ctx, s, v, plan, c, received));
       return await runner.transaction((s) => applyInTransaction(ctx, s, v, plan, c, received));
@@ -254,10 +255,11 @@ async function loadInCallerTransaction(ctx: LoaderContext, s: Session, v: Valida
       throw new ConfigurationError("loadBatch(batch, { client }) needs a client inside a transaction: run BEGIN on it first");
     }
     const result = await loadOnce(ctx, runner, v, received);
-    await s.restoreSettings();
-    ctx.stats.batches += 1;
+    await s.restoreSettings(); // (not counted in stats.batches: the caller may still roll back)
     return result;
   } catch (e) {
+    // Refused by seqload itself (e.g. a key mismatch): the transaction still works, so leave it as found.
+    if (e instanceof SeqloadError) await s.restoreSettings().catch(() => {});
     throw wrapPgError(e, `loading batch into table "${v.table}"`, { target: ctx.target, callerTransaction: true });
   }
 }

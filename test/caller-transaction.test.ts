@@ -4,8 +4,7 @@
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Batch, BatchValidationError, DatabaseError, type LoadResult, type Loader } from "../src/index.js";
-import type { LoadOptions } from "../src/loader.js";
+import { type Batch, BatchValidationError, DatabaseError, type LoadOptions, type LoadResult, type Loader } from "../src/index.js";
 import { uniqueTable, useDatabase } from "./helpers/context.js";
 
 const ctx = useDatabase("callertx");
@@ -191,6 +190,23 @@ describe.each(MODES)("loadBatch in the caller's transaction ($mode)", ({ inTrans
       expect(await query("select 1 as one")).toEqual([{ one: 1 }]); // not aborted
     });
     expect(await ctx.query(`select v from public."${t}"`)).toEqual([{ v: "caller" }]);
+  });
+
+  it("puts back the settings it changes, and a refused batch (key mismatch) leaves the transaction usable", async () => {
+    const t = uniqueTable("settings");
+    await loader.loadBatch(batch(t, 1, [1]));
+    await inTransaction("commit", async (option, query) => {
+      await query("SET LOCAL lock_timeout = '1234ms'");
+      await query("SET LOCAL TimeZone = 'Europe/Paris'");
+      await loader.loadBatch(batch(t, 2, [2], { added: "x" }), option); // DDL: lock_timeout and TimeZone set inside
+      expect(await query("SELECT current_setting('lock_timeout') AS l, current_setting('TimeZone') AS z")).toEqual([
+        { l: "1234ms", z: "Europe/Paris" },
+      ]);
+      const otherKey = { ...batch(t, 3, [3]), key_names: ["v"] };
+      await expect(loader.loadBatch(otherKey, option)).rejects.toMatchObject({ code: "KEY_NAMES_CHANGED" });
+      expect(await query("SELECT current_setting('lock_timeout') AS l")).toEqual([{ l: "1234ms" }]);
+    });
+    expect(await columns(t)).toContain("added");
   });
 
   it("a database error says the caller's transaction must be rolled back, and leaves nothing after it is", async () => {
