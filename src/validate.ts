@@ -468,8 +468,8 @@ function checkValues(
   for (const [name, v] of Object.entries(record)) {
     if (v === null || v === undefined) continue;
     if (onlyKeysOf !== null && !onlyKeysOf.has(name) && !columns.has(name)) continue;
-    const p = valueProblem(v, columns.get(name));
-    if (p !== null) for (const message of p) problem(name, message);
+    const found = valueProblem(v, columns, name);
+    if (found !== null) for (const message of found) problem(name, message);
   }
   for (const [name, type] of rules.dateColumns) {
     const v = record[name];
@@ -486,8 +486,8 @@ function checkValues(
   }
 }
 
-/** What PostgreSQL could not store about one non-null value (in a column of `type`, if typed), or null. */
-function valueProblem(v: unknown, type: ColumnType | undefined): string[] | null {
+/** What PostgreSQL could not store about the non-null value of property `name`, or null. */
+function valueProblem(v: unknown, columns: Map<string, ColumnType>, name: string): string[] | null {
   if (typeof v === "string") {
     if (v.includes("\0")) return ["text contains U+0000 (NUL), which PostgreSQL cannot store"];
     if (!v.isWellFormed()) return ["text contains a lone UTF-16 surrogate (not valid Unicode), which PostgreSQL cannot store as UTF-8"];
@@ -498,7 +498,9 @@ function valueProblem(v: unknown, type: ColumnType | undefined): string[] | null
     const range = numericRangeProblem(v);
     return range === null ? null : [range];
   }
-  if (typeof v === "object" && (type === "jsonb" || type === undefined)) return jsonProblems(v as object);
+  if (typeof v !== "object") return null;
+  const type = columns.get(name);
+  if (type === "jsonb" || type === undefined) return jsonProblems(v as object);
   return null;
 }
 
