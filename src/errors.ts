@@ -4,6 +4,9 @@
  * parsing SQLSTATEs themselves.
  */
 
+import { showName } from "./identifiers.js";
+import { shorten } from "./text.js";
+
 /**
  * What kind of problem a validation issue is, for programs (the HTTP server words each kind the
  * way Stitch does):
@@ -57,7 +60,7 @@ export class BatchValidationError extends SeqloadError {
     if (issues.length > 20) shown.push(`  - … and ${issues.length - 20} more`);
     super(
       "BATCH_INVALID",
-      `batch${table === null ? "" : ` for table ${JSON.stringify(table.length > 80 ? `${table.slice(0, 80)}…` : table)}`} is invalid (${issues.length} problem${issues.length === 1 ? "" : "s"}); nothing was written:\n${shown.join("\n")}`,
+      `batch${table === null ? "" : ` for table ${showName(table)}`} is invalid (${issues.length} problem${issues.length === 1 ? "" : "s"}); nothing was written:\n${shown.join("\n")}`,
     );
     this.issues = issues;
     this.table = table;
@@ -65,7 +68,7 @@ export class BatchValidationError extends SeqloadError {
 }
 
 function describeIssue(issue: ValidationIssue): string {
-  const path = issue.path.length > 200 ? `${issue.path.slice(0, 200)}…` : issue.path;
+  const path = shorten(issue.path, 200);
   const where = issue.index === null ? path || "batch" : `message ${issue.index} (${path})`;
   return `${where}: ${issue.message}`;
 }

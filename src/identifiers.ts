@@ -4,6 +4,8 @@
  * could land on the same object: seqload refuses them instead (see README "Identifiers").
  */
 
+import { shorten } from "./text.js";
+
 export const MAX_IDENTIFIER_BYTES = 63;
 
 /** PostgreSQL's own hidden columns on every table; a column cannot take these names. */
@@ -11,7 +13,7 @@ export const POSTGRES_SYSTEM_COLUMNS = ["tableoid", "xmin", "cmin", "xmax", "cma
 
 /** A name as shown in messages: quoted, and cut short if huge. */
 export function showName(name: string): string {
-  return JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name);
+  return JSON.stringify(shorten(name, 80));
 }
 
 /** Returns a problem description, or null when `name` can be used as an identifier as is. */
