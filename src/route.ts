@@ -121,19 +121,14 @@ export async function createAndLoad(
   const c = collapseBatch(v, plan.columns);
   // Nothing can conflict in a table this transaction creates and still holds: COPY straight in,
   // then build the primary key with one sort (much cheaper than an index insert per row).
+  const copyClient = s.copyClient;
   const copyStraightIn =
-    s.copyClient !== null && c.winners.length >= ctx.options.copyThreshold && c.activations.length === 0 && v.tableVersion === null;
+    copyClient !== null && c.winners.length >= ctx.options.copyThreshold && c.activations.length === 0 && v.tableVersion === null;
   const create = createTableQuery(schema, v.table, v.keyNames, plan, !copyStraightIn);
   await s.query(create.sql, create.parameters);
   await register(ctx, s, v, plan);
   if (!copyStraightIn) return { result: await applyInTransaction(ctx, s, v, plan, c, received), shape: shapeAfter(v, plan) };
-  await copyRows(
-    s.copyClient as NonNullable<Session["copyClient"]>,
-    quoteQualified(schema, v.table),
-    c.columns.map(quoteIdent),
-    c,
-    "timestamp",
-  );
+  await copyRows(copyClient, quoteQualified(schema, v.table), c.columns.map(quoteIdent), c, "timestamp");
   if (v.keyNames.length > 0) {
     await s.setLocal("maintenance_work_mem", "256MB");
     const pk = addPrimaryKeyQuery(schema, v.table, v.keyNames);
@@ -191,9 +186,10 @@ export async function applyInTransaction(
   if (fitsOneStatement(ctx, c)) return applyOneStatement(ctx, s, v, plan, c, received);
   const result = emptyResult(v, c, received);
   if (c.winners.length > 0) {
+    const copyClient = s.copyClient;
     const counts =
-      c.winners.length >= ctx.options.copyThreshold && s.copyClient !== null
-        ? await applyStaged(ctx, s, v, plan, c)
+      c.winners.length >= ctx.options.copyThreshold && copyClient !== null
+        ? await applyStaged(ctx, s, copyClient, v, plan, c)
         : await applyArrays(ctx, s, v, plan, c);
     Object.assign(result, counts);
   }
@@ -229,12 +225,19 @@ async function applyArrays(ctx: RouteContext, s: Session, v: ValidatedBatch, pla
 }
 
 /** A large batch: COPY into a temporary stage table, then one INSERT … SELECT from it. */
-async function applyStaged(ctx: RouteContext, s: Session, v: ValidatedBatch, plan: TablePlan, c: CollapsedBatch): Promise<ApplyCounts> {
+async function applyStaged(
+  ctx: RouteContext,
+  s: Session,
+  copyClient: NonNullable<Session["copyClient"]>,
+  v: ValidatedBatch,
+  plan: TablePlan,
+  c: CollapsedBatch,
+): Promise<ApplyCounts> {
   const stage = createStageQuery(c);
   await s.query(stage.sql);
   // The key-order sort of a large batch would spill to disk at the default 4MB.
   await s.setLocal("work_mem", "256MB");
-  await copyRows(s.copyClient as NonNullable<Session["copyClient"]>, STAGE_TABLE, stageColumnNames(c.columns), c, "flag");
+  await copyRows(copyClient, STAGE_TABLE, stageColumnNames(c.columns), c, "flag");
   const prefilter = v.keyNames.length > 0 && (await anyStale(ctx, s, v, c));
   const tableVersion = v.tableVersion?.toString() ?? null;
   // Without deletes, the counts come from the command tag and the transaction's own statistics
