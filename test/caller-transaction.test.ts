@@ -209,6 +209,17 @@ describe.each(MODES)("loadBatch in the caller's transaction ($mode)", ({ inTrans
     expect(await columns(t)).toContain("added");
   });
 
+  it("activate_version (full-table replication) retires older rows inside the transaction, counted like anywhere else", async () => {
+    const t = uniqueTable("fulltable");
+    await loader.loadBatch({ ...batch(t, 1, [1, 2, 3]), table_version: 1 });
+    const v2 = { ...batch(t, 2, [1]), table_version: 2 };
+    v2.messages.push({ action: "activate_version", sequence: 3 });
+    const r = await inTransaction("commit", (option) => loader.loadBatch(v2, option));
+    expect(r).toMatchObject({ received: 2, updated: 1, deleted: 1, skipped: 0 });
+    const live = await ctx.query(`select id::int from public."${t}" where _deleted_at is null order by id`);
+    expect(live).toEqual([{ id: 1 }]);
+  });
+
   it("a database error says the caller's transaction must be rolled back, and leaves nothing after it is", async () => {
     const t = uniqueTable("dberror");
     await loader.loadBatch(batch(t, 1, [1]));
