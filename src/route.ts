@@ -233,8 +233,8 @@ async function applyStaged(
   plan: TablePlan,
   c: CollapsedBatch,
 ): Promise<ApplyCounts> {
-  const stage = createStageQuery(c);
-  await s.query(stage.sql);
+  const stage = cached(ctx, JSON.stringify(["stage", c.types]), () => ({ text: createStageQuery(c).sql, slots: [] }));
+  await s.query(stage.text);
   // The key-order sort of a large batch would spill to disk at the default 4MB.
   await s.setLocal("work_mem", "256MB");
   await copyRows(copyClient, STAGE_TABLE, stageColumnNames(c.columns), c, "flag");
