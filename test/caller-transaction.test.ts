@@ -220,6 +220,27 @@ describe.each(MODES)("loadBatch in the caller's transaction ($mode)", ({ inTrans
     expect(live).toEqual([{ id: 1 }]);
   });
 
+  it("a lock timeout is not retried inside: a retryable error that says to roll back, and retry is the caller's", async () => {
+    const t = uniqueTable("locked");
+    const impatient = await ctx.loader({ lockTimeoutMs: 200 });
+    await impatient.loadBatch(batch(t, 1, [1]));
+    const blocker = await pool.connect();
+    try {
+      await blocker.query("BEGIN");
+      await blocker.query(`LOCK TABLE public."${t}" IN ACCESS EXCLUSIVE MODE`);
+      const error = await inTransaction("rollback", (option) =>
+        impatient.loadBatch(batch(t, 2, [2], { added: "x" }), option).catch((e: unknown) => e),
+      );
+      expect(error).toMatchObject({ code: "TRANSIENT", retryable: true });
+      expect((error as Error).message).toContain("the caller's transaction must be rolled back");
+      expect(impatient.stats.retries).toBe(0);
+    } finally {
+      await blocker.query("ROLLBACK");
+      blocker.release();
+    }
+    expect(await columns(t)).not.toContain("added");
+  });
+
   it("a database error says the caller's transaction must be rolled back, and leaves nothing after it is", async () => {
     const t = uniqueTable("dberror");
     await loader.loadBatch(batch(t, 1, [1]));
