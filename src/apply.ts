@@ -1,38 +1,41 @@
 /**
- * Step 6 of the data path: the one set-based statement that applies a staged batch. PostgreSQL
- * enforces the ordering rule itself: a stored row is replaced only by a strictly higher sequence,
- * and rows are applied in key order so that concurrent loaders lock keys in the same order and
- * cannot deadlock each other. For a small batch the counts come back from the same statement and
- * the load log row is written by it too: a single round trip. A large batch without deletes runs
- * the bare INSERT and is counted by the caller (loader.ts) from the command tag.
+ * Step 6 of the data path: the one set-based statement that applies a staged batch, built with
+ * kysely. PostgreSQL enforces the ordering rule itself: a stored row is replaced only by a
+ * strictly higher sequence, and rows are applied in key order so that concurrent loaders lock keys
+ * in the same order and cannot deadlock each other. For a small batch the counts come back from
+ * the same statement and the load-log row is written by it too: a single round trip. A large
+ * batch without deletes runs the bare INSERT and is counted from the command tag (route.ts).
+ *
+ * Every statement here compiles once per table shape (see `cachedStatement`); values that differ
+ * per batch are slots (builder.ts).
  */
-import { type CollapsedBatch, cellEncoder } from "./collapse.js";
-import { COLUMN_SQL } from "./columns.js";
-import type { ValidatedMessage } from "./validate.js";
-import { quoteIdent, quoteQualified } from "./identifiers.js";
+import { type AliasedRawBuilder, type Expression, type RawBuilder, sql } from "kysely";
+import { type Statement, TARGET, compileFor, db, slot, statement } from "./builder.js";
+import { COLUMN_SQL, type ColumnType, systemColumnsOf } from "./columns.js";
+import { STAGE_TABLE, stageColumnNames } from "./stage.js";
 
-export interface ApplySqlInput {
+/** Everything the apply statement's text depends on. Two batches with equal shapes share one statement. */
+export interface ApplyShape {
   schema: string;
   table: string;
   keyNames: string[];
-  batch: CollapsedBatch;
-  /** FROM item yielding columns c0…cN, _sequence, _delete (an unnest(...) AS s(...) or the stage table AS s). */
-  source: string;
-  /** Parameter number carrying the batch's table_version, or null when the table has no _table_version column. */
-  tableVersionParam: number | null;
-  /** Number of the first log parameter ($n): schema, table, received, collapsed, staged, min, max, table version follow; null = no log row here. */
-  firstLogParam: number | null;
+  /** Staged column names and types, in table order. */
+  columns: string[];
+  types: ColumnType[];
+  /** Where the rows come from: array parameters (unnest) or the COPY-filled stage table. */
+  source: "arrays" | "stage";
+  /** The table has _table_version and the batch sets it. */
+  tableVersion: boolean;
   /**
-   * Filter out stale rows before ON CONFLICT. Only for the COPY path: the small-batch statement is
-   * prepared once per connection, and its generic plan (made while the table was small) would
+   * Filter out stale rows before ON CONFLICT. Only for the staged path: the small-batch statement
+   * is prepared once per connection, and its generic plan (made while the table was small) would
    * turn the filter into a scan of the whole table on every batch.
    */
   prefilter: boolean;
-  /**
-   * Number of the parameter holding the count of staged rows (needed for `skipped`); null for the
-   * bare INSERT without RETURNING, counts or log row (the caller counts from the command tag).
-   */
-  stagedParam: number | null;
+  /** "returning": counts come back from the statement; "tag": the bare INSERT, counted from its command tag. */
+  counts: "returning" | "tag";
+  /** The statement writes the load-log row too (only with counts "returning"). */
+  log: boolean;
 }
 
 export interface ApplyCounts {
@@ -42,103 +45,160 @@ export interface ApplyCounts {
   skipped: number;
 }
 
-export function applySql(input: ApplySqlInput): string {
-  const { batch, keyNames } = input;
-  const quotedTable = quoteQualified(input.schema, input.table);
-  const targetColumns = [...batch.columns.map(quoteIdent), `"_sequence"`, `"_deleted_at"`];
-  const selectList = [...batch.columns.map((_, i) => `s.c${i}`), "s._sequence", "CASE WHEN s._delete THEN now() END"];
-  if (input.tableVersionParam !== null) {
-    targetColumns.push(`"_table_version"`);
-    selectList.push(`$${input.tableVersionParam}::bigint`);
+/** `x.col` for a raw column name (never parsed, unlike sql.ref). */
+const col = (table: string, name: string) => sql.id(table, name);
+
+/** The staged rows as a FROM item yielding c0…cN, _sequence, _delete. */
+function source(shape: ApplyShape) {
+  const names = [...stageColumnNames(shape.columns), "_sequence", "_delete"];
+  if (shape.source === "stage") return sql`${sql.table(STAGE_TABLE)}`.as("s");
+  const arrays = shape.types.map((t, i) => slot(`c${i}`, `${COLUMN_SQL[t]}[]`));
+  arrays.push(slot("sequences", "bigint[]"), slot("deletes", "boolean[]"));
+  return sql`unnest(${sql.join(arrays)})`.as(sql`s(${sql.join(names.map((n) => sql.id(n)))})`);
+}
+
+/** INSERT … SELECT … ORDER BY key ON CONFLICT (key) DO UPDATE … WHERE excluded._sequence > stored _sequence. */
+function upsert(shape: ApplyShape) {
+  const { columns, keyNames } = shape;
+  const keyPositions = keyNames.map((k) => columns.indexOf(k));
+  const staged = (i: number) => col("s", `c${i}`);
+  const picks: AliasedRawBuilder<unknown, string>[] = [
+    ...columns.map((_, i) => staged(i).as(`c${i}`)),
+    sql`${col("s", "_sequence")}`.as("_sequence"),
+    sql`case when ${col("s", "_delete")} then now() end`.as("_deleted_at"),
+  ];
+  const targetColumns = [...columns, "_sequence", "_deleted_at"];
+  if (shape.tableVersion) {
+    picks.push(slot("tableVersion", "bigint").as("_table_version"));
+    targetColumns.push("_table_version");
   }
-  const keyPositions = keyNames.map((k) => batch.columns.indexOf(k));
-  let conflict = "";
-  let order = "";
-  let prefilter = "";
-  if (keyNames.length > 0) {
-    // A delete keeps the row's other columns (a tombstone); an upsert replaces them all.
-    const sets = batch.columns
-      .filter((c) => !keyNames.includes(c)) // key columns stay out of SET: a weaker row lock, no key change
-      .map((c) => `${quoteIdent(c)} = CASE WHEN excluded."_deleted_at" IS NULL THEN excluded.${quoteIdent(c)} ELSE t.${quoteIdent(c)} END`);
-    sets.push(`"_sequence" = excluded."_sequence"`, `"_loaded_at" = excluded."_loaded_at"`, `"_deleted_at" = excluded."_deleted_at"`);
-    if (input.tableVersionParam !== null) sets.push(`"_table_version" = excluded."_table_version"`);
-    conflict = `ON CONFLICT (${keyNames.map(quoteIdent).join(", ")}) DO UPDATE SET\n    ${sets.join(",\n    ")}\n  WHERE excluded."_sequence" > t."_sequence"`;
-    order = `ORDER BY ${keyPositions.map((p) => `s.c${p}`).join(", ")}`;
+  let rows = db.selectFrom(source(shape)).select(picks);
+  if (shape.prefilter && keyNames.length > 0) {
     // Rows whose stored version is already as new never reach ON CONFLICT, which would lock (and
     // so write) every such row just to find the guard false. Racy on its own, but only ever as an
     // optimisation: the guard in ON CONFLICT still decides for every row that gets through.
-    if (input.prefilter) {
-      const match = keyNames.map((k, i) => `x.${quoteIdent(k)} = s.c${keyPositions[i]}`).join(" AND ");
-      prefilter = `WHERE NOT EXISTS (SELECT 1 FROM ${quotedTable} AS x WHERE ${match} AND x."_sequence" >= s._sequence)`;
-    }
+    const match = keyNames.map((k, i) => sql`${col("x", k)} = ${staged(keyPositions[i] as number)}`);
+    const stored = db
+      .selectFrom(`${TARGET} as x`)
+      .select(sql.lit(1).as("one"))
+      .where(sql<boolean>`${sql.join(match, sql` and `)} and ${col("x", "_sequence")} >= ${col("s", "_sequence")}`);
+    rows = rows.where(({ not, exists }) => not(exists(stored)));
   }
-  const insert = `INSERT INTO ${quotedTable} AS t (${targetColumns.join(", ")})
-  SELECT ${selectList.join(", ")}
-  FROM ${input.source}
-  ${prefilter}
-  ${order}
-  ${conflict}`;
-  if (input.stagedParam === null) return insert;
-  const p = input.firstLogParam;
-  const log =
-    p === null
-      ? ""
-      : `, l AS (
-  INSERT INTO seqload.loads (schema_name, table_name, received, collapsed, inserted, updated, deleted, skipped, min_sequence, max_sequence, table_version)
-  SELECT $${p}, $${p + 1}, $${p + 2}::int, $${p + 3}::int, c.inserted, c.updated, c.deleted, c.skipped + $${p + 2}::int - $${p + 3}::int - $${input.stagedParam}::int, $${p + 4}::bigint, $${p + 5}::bigint, $${p + 6}::bigint
-  FROM c
-)`;
-  return `WITH w AS (
-  ${insert}
-  RETURNING t.xmax = 0 AS ins, t."_deleted_at" IS NOT NULL AS del
-), c AS (
-  SELECT count(*) FILTER (WHERE ins AND NOT del)::int AS inserted,
-         count(*) FILTER (WHERE NOT ins AND NOT del)::int AS updated,
-         count(*) FILTER (WHERE del)::int AS deleted,
-         ($${input.stagedParam}::int - count(*))::int AS skipped
-  FROM w
-)${log}
-SELECT inserted, updated, deleted, skipped FROM c`;
+  for (const p of keyPositions) rows = rows.orderBy(staged(p));
+  const insert = db.insertInto(TARGET).columns(targetColumns).expression(rows);
+  if (keyNames.length === 0) return insert;
+  // A delete keeps the row's other columns (a tombstone); an upsert replaces them all. Key columns
+  // stay out of SET: a weaker row lock, and no key change.
+  const set: Record<string, Expression<unknown>> = {};
+  for (const c of columns) {
+    if (keyNames.includes(c)) continue;
+    set[c] = sql`case when ${col("excluded", "_deleted_at")} is null then ${col("excluded", c)} else ${storedColumn(c)} end`;
+  }
+  for (const { name } of systemColumnsOf(shape.tableVersion)) set[name] = col("excluded", name);
+  return insert.onConflict((oc) =>
+    oc
+      .columns(keyNames)
+      .doUpdateSet(set)
+      .where(sql<boolean>`${col("excluded", "_sequence")} > ${storedColumn("_sequence")}`),
+  );
 }
 
-/** Parameters for the log row (log-load.sql order, and applySql's log part from its first log parameter). */
-export function logParams(schema: string, table: string, received: number, batch: CollapsedBatch, tableVersion: bigint | null): unknown[] {
-  return [
-    schema,
-    table,
-    received,
-    batch.collapsed,
-    batch.minSequence?.toString() ?? null,
-    batch.maxSequence?.toString() ?? null,
-    tableVersion?.toString() ?? null,
-  ];
+/** A column of the stored row (the target table, qualified by the compile step). */
+function storedColumn(name: string): RawBuilder<unknown> {
+  return sql`${sql.table(TARGET)}.${sql.id(name)}`;
 }
+
+/** The load-log row: its columns in one place, for the apply statement and for `logLoadStatement`. */
+function logInsert(counts: Record<keyof ApplyCounts, Expression<unknown>>) {
+  return db.insertInto("seqload.loads").values({
+    schema_name: slot("schema"),
+    table_name: slot("table"),
+    received: slot("received", "int"),
+    collapsed: slot("collapsed", "int"),
+    ...counts,
+    min_sequence: slot("minSequence", "bigint"),
+    max_sequence: slot("maxSequence", "bigint"),
+    table_version: slot("tableVersion", "bigint"),
+  });
+}
+
+const COUNTS = ["inserted", "updated", "deleted", "skipped"] as const;
+
+/** The apply statement for one shape. Slots: c0…cN, sequences, deletes (arrays source), tableVersion, staged, and the log's. */
+export function applyStatement(shape: ApplyShape): Statement {
+  const insert = upsert(shape);
+  if (shape.counts === "tag") return statement(compileFor(shape.schema, shape.table, insert));
+  const written = insert.returning([
+    sql<boolean>`${storedColumn("xmax")} = 0`.as("ins"),
+    sql<boolean>`${storedColumn("_deleted_at")} is not null`.as("del"),
+  ]);
+  const counted = db
+    .with("w", () => written)
+    .with("c", (qc) =>
+      qc
+        .selectFrom("w")
+        .select([
+          sql<number>`count(*) filter (where "ins" and not "del")::int`.as("inserted"),
+          sql<number>`count(*) filter (where not "ins" and not "del")::int`.as("updated"),
+          sql<number>`count(*) filter (where "del")::int`.as("deleted"),
+          sql<number>`(${slot("staged", "int")} - count(*))::int`.as("skipped"),
+        ]),
+    );
+  const fromC = (name: keyof ApplyCounts) => sql`(select ${sql.id(name)} from "c")`;
+  if (!shape.log) return statement(compileFor(shape.schema, shape.table, counted.selectFrom("c").select(COUNTS)));
+  const logged = counted.with("l", () =>
+    logInsert({
+      inserted: fromC("inserted"),
+      updated: fromC("updated"),
+      deleted: fromC("deleted"),
+      // Messages that are not rows of this statement (collapsed, activations) count as skipped too.
+      skipped: sql`${fromC("skipped")} + ${slot("received", "int")} - ${slot("collapsed", "int")} - ${slot("staged", "int")}`,
+    }),
+  );
+  return statement(compileFor(shape.schema, shape.table, logged.selectFrom("c").select(COUNTS)));
+}
+
+/** The load-log row on its own, with the counts as parameters (compiled once). */
+export const logLoadStatement: Statement = statement(
+  logInsert({
+    inserted: slot("inserted", "int"),
+    updated: slot("updated", "int"),
+    deleted: slot("deleted", "int"),
+    skipped: slot("skipped", "int"),
+  }).compile(),
+);
 
 /**
  * activate_version V (full-table replication): every live row loaded under an older table
  * version, or under none, is marked deleted. Runs after the batch's rows, in its transaction.
+ * Slot: tableVersion.
  */
-export function activateVersionSql(schema: string, table: string): string {
-  return `UPDATE ${quoteQualified(schema, table)} SET "_deleted_at" = now()
-  WHERE "_deleted_at" IS NULL AND ("_table_version" IS NULL OR "_table_version" < $1::bigint)`;
+export function activateVersionStatement(schema: string, table: string): Statement {
+  const retire = db
+    .updateTable(TARGET)
+    .set({ _deleted_at: sql`now()` })
+    .where("_deleted_at", "is", null)
+    .where((eb) => eb.or([eb("_table_version", "is", null), eb("_table_version", "<", slot("tableVersion", "bigint"))]));
+  return statement(compileFor(schema, table, retire));
 }
 
 /**
  * How many of a sample of the batch's rows are stale (the table already holds the key at an equal
- * or higher sequence). Parameters: one array per key column, then the sequences (staleSampleParams).
+ * or higher sequence). Slots: k0…kN (one array per key column), sequences.
  */
-export function staleSampleSql(schema: string, table: string, keyNames: string[], batch: CollapsedBatch): string {
-  const positions = keyNames.map((k) => batch.columns.indexOf(k));
-  const arrays = positions.map((p, i) => `$${i + 1}::${COLUMN_SQL[batch.types[p] as keyof typeof COLUMN_SQL]}[]`);
-  arrays.push(`$${keyNames.length + 1}::bigint[]`);
+export function staleSampleStatement(schema: string, table: string, keyNames: string[], keyTypes: ColumnType[]): Statement {
+  const arrays = keyTypes.map((t, i) => slot(`k${i}`, `${COLUMN_SQL[t]}[]`));
+  arrays.push(slot("sequences", "bigint[]"));
   const names = [...keyNames.map((_, i) => `k${i}`), "_sequence"];
-  const match = keyNames.map((k, i) => `x.${quoteIdent(k)} = s.k${i}`).join(" AND ");
-  return `SELECT count(*)::int AS stale FROM unnest(${arrays.join(", ")}) AS s(${names.join(", ")})
-  WHERE EXISTS (SELECT 1 FROM ${quoteQualified(schema, table)} AS x WHERE ${match} AND x."_sequence" >= s._sequence)`;
-}
-
-export function staleSampleParams(batch: CollapsedBatch, sample: ValidatedMessage[]): unknown[] {
-  const positions = batch.keyNames.map((k) => batch.columns.indexOf(k));
-  const cell = cellEncoder(batch);
-  return [...positions.map((p) => sample.map((m) => cell(m, p))), sample.map((m) => m.sequence.toString())];
+  const sample = sql`unnest(${sql.join(arrays)})`.as(sql`s(${sql.join(names.map((n) => sql.id(n)))})`);
+  const match = keyNames.map((k, i) => sql`${col("x", k)} = ${col("s", `k${i}`)}`);
+  const stored = db
+    .selectFrom(`${TARGET} as x`)
+    .select(sql.lit(1).as("one"))
+    .where(sql<boolean>`${sql.join(match, sql` and `)} and ${col("x", "_sequence")} >= ${col("s", "_sequence")}`);
+  const query = db
+    .selectFrom(sample)
+    .select(sql<number>`count(*)::int`.as("stale"))
+    .where(({ exists }) => exists(stored));
+  return statement(compileFor(schema, table, query));
 }

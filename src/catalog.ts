@@ -1,5 +1,4 @@
 /** Reading a table's shape from PostgreSQL's catalog, and caching it per loader. */
-import type pg from "pg";
 import { type ColumnType, columnTypeFromCatalog } from "./columns.js";
 import { loadSql } from "./sql.js";
 
@@ -11,7 +10,10 @@ export interface TableInfo {
   keyNames: string[];
 }
 
-type Queryable = Pick<pg.ClientBase, "query">;
+/** A Session (session.ts), or anything else that runs SQL text with parameters. */
+interface Queryable {
+  query<R>(text: string, params?: readonly unknown[]): Promise<{ rows: R[] }>;
+}
 
 export async function readTableInfo(db: Queryable, schema: string, table: string): Promise<TableInfo> {
   const r = await db.query<{ exists: boolean; columns: [string, string][]; key_names: string[] | null }>(loadSql("table-info"), [

@@ -16,20 +16,46 @@
  * scalars→text in their canonical text form (timestamps as ISO 8601 in UTC), anything→jsonb with
  * to_jsonb (numbers stay numbers, text becomes a JSON string).
  */
+import { type ColumnDataType, type RawBuilder, sql } from "kysely";
 import type { JsonSchema } from "./types.js";
 
 export type ColumnType = "bigint" | "numeric" | "boolean" | "text" | "timestamptz" | "date" | "jsonb";
 
-/** The whitelist: the only SQL type names seqload ever writes into DDL. */
-export const COLUMN_SQL: Readonly<Record<ColumnType, string>> = {
+/** The whitelist: the only SQL type names seqload ever writes into DDL (as kysely data types). */
+export const COLUMN_SQL: Readonly<Record<ColumnType, ColumnDataType>> = {
   bigint: "bigint",
   numeric: "numeric",
   boolean: "boolean",
   text: "text",
-  timestamptz: "timestamp with time zone",
+  timestamptz: "timestamptz",
   date: "date",
   jsonb: "jsonb",
 };
+
+/**
+ * The columns seqload adds to every data table: the one list that DDL, the apply statement, the
+ * stage, the catalog check and validation read. `_table_version` only exists on tables loaded
+ * with table_version (full-table replication).
+ */
+export const SYSTEM_COLUMNS = [
+  /** The row's version: the highest sequence applied to its key. */
+  { name: "_sequence", type: "bigint", notNull: true, defaultNow: false, always: true },
+  /** When the stored version was written. */
+  { name: "_loaded_at", type: "timestamptz", notNull: true, defaultNow: true, always: true },
+  /** Set by a delete (a tombstone) or by activate_version; null for a live row. */
+  { name: "_deleted_at", type: "timestamptz", notNull: false, defaultNow: false, always: true },
+  /** The table_version the row was loaded under. */
+  { name: "_table_version", type: "bigint", notNull: false, defaultNow: false, always: false },
+] as const satisfies readonly { name: string; type: ColumnType; notNull: boolean; defaultNow: boolean; always: boolean }[];
+
+export type SystemColumnName = (typeof SYSTEM_COLUMNS)[number]["name"];
+
+export const SYSTEM_COLUMN_NAMES: readonly SystemColumnName[] = SYSTEM_COLUMNS.map((c) => c.name);
+
+/** The system columns a table has: all but _table_version unless it is loaded with table_version. */
+export function systemColumnsOf(hasTableVersion: boolean) {
+  return SYSTEM_COLUMNS.filter((c) => c.always || hasTableVersion);
+}
 
 /** format_type() output → ColumnType, for reading the catalog back. */
 export function columnTypeFromCatalog(formatted: string): ColumnType | null {
@@ -65,14 +91,14 @@ export function needsWidening(from: ColumnType, to: ColumnType): boolean {
   return joinTypes(from, to) !== from;
 }
 
-/** SQL expression converting the existing column `quotedColumn` of type `from` to `to`, losslessly. */
-export function widenUsing(quotedColumn: string, from: ColumnType, to: ColumnType): string {
-  if (to === "numeric") return `${quotedColumn}::numeric`;
-  if (to === "jsonb") return `to_jsonb(${quotedColumn})`;
+/** SQL expression converting the existing column `name` of type `from` to `to`, losslessly. */
+export function widenUsing(name: string, from: ColumnType, to: ColumnType): RawBuilder<unknown> {
+  const column = sql.id(name);
+  if (to === "numeric") return sql`${column}::numeric`;
+  if (to === "jsonb") return sql`to_jsonb(${column})`;
   // to text: timestamps in ISO 8601 (to_json gives "2019-11-26T22:29:16+00:00" under TimeZone UTC).
-  if (from === "timestamptz") return `(to_json(${quotedColumn}) #>> '{}')`;
-  if (from === "jsonb") return `${quotedColumn}::text`;
-  return `${quotedColumn}::text`;
+  if (from === "timestamptz") return sql`(to_json(${column}) #>> '{}')`;
+  return sql`${column}::text`;
 }
 
 const KNOWN_JSON_TYPES = new Set(["null", "boolean", "integer", "number", "string", "object", "array"]);

@@ -4,6 +4,20 @@
  * parsing SQLSTATEs themselves.
  */
 
+import { showName } from "./identifiers.js";
+import { shorten } from "./text.js";
+
+/**
+ * What kind of problem a validation issue is, for programs (the HTTP server words each kind the
+ * way Stitch does):
+ * - `batch`: the envelope or the schema (index null);
+ * - `message`: a message's own fields (action, sequence, unknown fields);
+ * - `data`: the record itself, or a value in it PostgreSQL cannot store;
+ * - `schema`: the record does not conform to the batch's JSON schema (message starts with SCHEMA_MISMATCH);
+ * - `key_missing` / `key_null`: a key property is absent or null (the path ends with its name).
+ */
+export type ValidationIssueKind = "batch" | "message" | "data" | "schema" | "key_missing" | "key_null";
+
 export interface ValidationIssue {
   /** Index of the message in `messages`, or null for a problem with the batch envelope. */
   index: number | null;
@@ -11,6 +25,17 @@ export interface ValidationIssue {
   path: string;
   /** What is wrong, in words. */
   message: string;
+  /** What kind of problem, for programs (not enumerable: issues print and serialise as index, path, message). */
+  readonly kind: ValidationIssueKind;
+}
+
+/** How the message of a `schema` issue starts; what follows is the JSON Schema validator's finding. */
+export const SCHEMA_MISMATCH = "does not conform to the schema: ";
+
+export function validationIssue(kind: ValidationIssueKind, index: number | null, path: string, message: string): ValidationIssue {
+  const issue = { index, path, message } as ValidationIssue;
+  Object.defineProperty(issue, "kind", { value: kind, enumerable: false });
+  return issue;
 }
 
 export class SeqloadError extends Error {
@@ -35,7 +60,7 @@ export class BatchValidationError extends SeqloadError {
     if (issues.length > 20) shown.push(`  - … and ${issues.length - 20} more`);
     super(
       "BATCH_INVALID",
-      `batch${table === null ? "" : ` for table ${JSON.stringify(table.length > 80 ? `${table.slice(0, 80)}…` : table)}`} is invalid (${issues.length} problem${issues.length === 1 ? "" : "s"}); nothing was written:\n${shown.join("\n")}`,
+      `batch${table === null ? "" : ` for table ${showName(table)}`} is invalid (${issues.length} problem${issues.length === 1 ? "" : "s"}); nothing was written:\n${shown.join("\n")}`,
     );
     this.issues = issues;
     this.table = table;
@@ -43,7 +68,7 @@ export class BatchValidationError extends SeqloadError {
 }
 
 function describeIssue(issue: ValidationIssue): string {
-  const path = issue.path.length > 200 ? `${issue.path.slice(0, 200)}…` : issue.path;
+  const path = shorten(issue.path, 200);
   const where = issue.index === null ? path || "batch" : `message ${issue.index} (${path})`;
   return `${where}: ${issue.message}`;
 }
@@ -133,6 +158,29 @@ export const PERMANENT_CODES: Readonly<Record<string, string>> = {
   "42501": "insufficient privilege",
 };
 
+/**
+ * SQLSTATEs that mean the loader's cached table shape is stale (another loader created, widened
+ * or extended the table): read the catalog again and replan.
+ */
+export const STALE_SHAPE_CODES: Readonly<Record<string, string>> = {
+  "42P01": "undefined table",
+  "42703": "undefined column",
+  "42804": "datatype mismatch (a column type the cache thought the column had)",
+};
+
+export function isStaleShape(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === "string" && STALE_SHAPE_CODES[code] !== undefined;
+}
+
+/**
+ * A database error caused by the batch's own data (SQLSTATE class 22, data exception: e.g. a
+ * value out of range): sending the batch again cannot succeed.
+ */
+export function isDataException(e: unknown): boolean {
+  return e instanceof DatabaseError && e.sqlState !== undefined && e.sqlState.startsWith("22");
+}
+
 interface PgLikeError {
   code?: string;
   message?: string;
@@ -175,7 +223,11 @@ export function isConnectionError(e: unknown): boolean {
  * Turn anything thrown while talking to PostgreSQL into a SeqloadError. `what` says what seqload
  * was doing, e.g. `loading table "customers"`.
  */
-export function wrapPgError(e: unknown, what: string, opts: { replaySafe?: boolean; target?: string } = {}): SeqloadError {
+export function wrapPgError(
+  e: unknown,
+  what: string,
+  opts: { replaySafe?: boolean; target?: string; callerTransaction?: boolean } = {},
+): SeqloadError {
   if (e instanceof SeqloadError) return e;
   if (!isPgLike(e)) return new SeqloadError("INTERNAL", `${what}: ${String(e)}`, { cause: e });
   const pg = e as PgLikeError & Error;
@@ -189,29 +241,26 @@ export function wrapPgError(e: unknown, what: string, opts: { replaySafe?: boole
     );
   }
   const detail = pg.detail ? ` (${pg.detail})` : "";
+  // In the caller's transaction seqload cannot roll back: the caller must (the transaction is aborted).
+  const rolledBack = opts.callerTransaction ? "the caller's transaction must be rolled back" : "the batch was rolled back";
+  const again = opts.callerTransaction ? `${rolledBack}; the batch can then be loaded again` : `${rolledBack} and can be loaded again`;
   const replaySafe = opts.replaySafe ?? true;
   if (isConnectionLoss(pg as Error & { code?: string })) {
     return new ConnectionError(
       `${what}: the connection to PostgreSQL was lost (${pg.message}); the batch was not committed${
         replaySafe ? " or is already fully applied; loading it again is safe" : "; it may or may not have been committed"
-      }`,
+      }${opts.callerTransaction ? "; the caller's transaction is lost with the connection and must be run again" : ""}`,
       e,
       replaySafe,
     );
   }
   if (state !== undefined && TRANSIENT_CODES[state] !== undefined) {
-    return new DatabaseError(
-      "TRANSIENT",
-      `${what}: ${TRANSIENT_CODES[state]}: ${pg.message}${detail}; the batch was rolled back and can be loaded again`,
-      state,
-      e,
-      true,
-    );
+    return new DatabaseError("TRANSIENT", `${what}: ${TRANSIENT_CODES[state]}: ${pg.message}${detail}; ${again}`, state, e, true);
   }
   if (state === "57014") {
     return new DatabaseError(
       "TIMEOUT",
-      `${what}: statement cancelled (statement_timeout or cancel): ${pg.message}; the batch was rolled back and can be loaded again`,
+      `${what}: statement cancelled (statement_timeout or cancel): ${pg.message}; ${again}`,
       state,
       e,
       true,
@@ -220,7 +269,7 @@ export function wrapPgError(e: unknown, what: string, opts: { replaySafe?: boole
   if (state === "21000") {
     return new DatabaseError(
       "INTERNAL",
-      `${what}: ${pg.message}. This is a seqload bug (in-batch collapse missed a duplicate key); please report it. The batch was rolled back.`,
+      `${what}: ${pg.message}. This is a seqload bug (in-batch collapse missed a duplicate key); please report it. ${rolledBack[0]?.toUpperCase()}${rolledBack.slice(1)}.`,
       state,
       e,
       false,
@@ -229,7 +278,7 @@ export function wrapPgError(e: unknown, what: string, opts: { replaySafe?: boole
   const gloss = state !== undefined && PERMANENT_CODES[state] !== undefined ? ` [${PERMANENT_CODES[state]}]` : "";
   return new DatabaseError(
     "DATABASE_ERROR",
-    `${what}: ${pg.message}${detail}${gloss} (SQLSTATE ${state ?? "none"}); the batch was rolled back`,
+    `${what}: ${pg.message}${detail}${gloss} (SQLSTATE ${state ?? "none"}); ${rolledBack}`,
     state,
     e,
     false,

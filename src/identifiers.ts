@@ -4,17 +4,16 @@
  * could land on the same object: seqload refuses them instead (see README "Identifiers").
  */
 
-export const MAX_IDENTIFIER_BYTES = 63;
+import { shorten } from "./text.js";
 
-/** Columns seqload adds to every table; a property with one of these names is refused. */
-export const SYSTEM_COLUMNS = ["_sequence", "_loaded_at", "_deleted_at", "_table_version"] as const;
+export const MAX_IDENTIFIER_BYTES = 63;
 
 /** PostgreSQL's own hidden columns on every table; a column cannot take these names. */
 export const POSTGRES_SYSTEM_COLUMNS = ["tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"] as const;
 
 /** A name as shown in messages: quoted, and cut short if huge. */
 export function showName(name: string): string {
-  return JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name);
+  return JSON.stringify(shorten(name, 80));
 }
 
 /** Returns a problem description, or null when `name` can be used as an identifier as is. */

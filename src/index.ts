@@ -1,6 +1,6 @@
 /** seqload's public surface. */
 export { createLoader } from "./loader.js";
-export type { Loader } from "./loader.js";
+export type { Loader, LoadOptions } from "./loader.js";
 export { createSequencer, sequenceParts, systemMicros, MAX_SEQUENCER_MICROS } from "./sequencer.js";
 export type { Sequencer, SequencerOptions, SequenceParts } from "./sequencer.js";
 export { maxSequence, storedSequences, tableStatus } from "./lookups.js";
@@ -21,7 +21,7 @@ export {
   RetryExhaustedError,
   ConfigurationError,
 } from "./errors.js";
-export type { ValidationIssue } from "./errors.js";
+export type { ValidationIssue, ValidationIssueKind } from "./errors.js";
 export { migrateUp, migrateDown, migrationStatus } from "./migrate.js";
 export type { MigrationStatus } from "./migrate.js";
 export type { ColumnType } from "./columns.js";

@@ -9,6 +9,7 @@ import type pg from "pg";
 import { Umzug, type UmzugStorage } from "umzug";
 import { checkout } from "./options.js";
 import { MIGRATIONS_DIR } from "./sql.js";
+import { inTransaction } from "./transaction.js";
 
 /** Advisory lock namespace for seqload (first int of the two-int form); second int 0 = migrations. */
 export const LOCK_NAMESPACE = 0x5e0_10ad;
@@ -60,15 +61,10 @@ function migrations() {
 }
 
 async function runInTransaction(client: Ctx, text: string, logSql: string, name: string): Promise<void> {
-  await client.query("BEGIN");
-  try {
+  await inTransaction(client, async () => {
     await client.query(text);
     await client.query(logSql, [name]);
-    await client.query("COMMIT");
-  } catch (e) {
-    await client.query("ROLLBACK");
-    throw e;
-  }
+  });
 }
 
 function umzugFor(client: Ctx, log: (line: string) => void) {

@@ -3,9 +3,26 @@
  * DDL (if any) must run. DDL is only ever planned when the catalog shows something missing.
  */
 import type { TableInfo } from "./catalog.js";
-import { COLUMN_SQL, type ColumnType, joinTypes, needsWidening, widenUsing } from "./columns.js";
+import {
+  type AlterTableBuilder,
+  AlterTableColumnAlteringBuilder,
+  type ColumnDefinitionBuilder,
+  type CompiledQuery,
+  type CreateTableBuilder,
+  sql,
+} from "kysely";
+import { TARGET, compileFor, db } from "./builder.js";
+import {
+  COLUMN_SQL,
+  type ColumnType,
+  SYSTEM_COLUMNS,
+  SYSTEM_COLUMN_NAMES,
+  joinTypes,
+  needsWidening,
+  systemColumnsOf,
+  widenUsing,
+} from "./columns.js";
 import { KeyMismatchError, TableShapeError } from "./errors.js";
-import { quoteIdent, quoteQualified } from "./identifiers.js";
 import type { ValidatedBatch } from "./validate.js";
 
 export interface TablePlan {
@@ -20,23 +37,26 @@ export interface TablePlan {
   hasTableVersion: boolean;
 }
 
-export const SYSTEM_COLUMN_DDL = [
-  `"_sequence" bigint NOT NULL`,
-  `"_loaded_at" timestamp with time zone NOT NULL DEFAULT now()`,
-  `"_deleted_at" timestamp with time zone`,
-];
+const SYSTEM_NAMES = new Set<string>(SYSTEM_COLUMN_NAMES);
 
-/** Only on tables loaded with table_version (full-table replication): the version a row was loaded under. */
-export const TABLE_VERSION_DDL = `"_table_version" bigint`;
-
-const SYSTEM_NAMES = new Set(["_sequence", "_loaded_at", "_deleted_at", "_table_version"]);
+/**
+ * The column type the batch needs per property: what its schema says, except that an integer
+ * property holding a value beyond int64 needs numeric (stored exactly).
+ */
+export function batchColumns(batch: ValidatedBatch): Map<string, ColumnType> {
+  if (batch.beyondInt64.size === 0) return batch.columns;
+  const columns = new Map(batch.columns);
+  for (const name of batch.beyondInt64) columns.set(name, "numeric");
+  return columns;
+}
 
 export function planTable(batch: ValidatedBatch, info: TableInfo): TablePlan {
   if (!info.exists) {
     const tv = batch.tableVersion !== null;
-    return { create: true, add: [], widen: [], columns: new Map(batch.columns), addTableVersion: tv, hasTableVersion: tv };
+    return { create: true, add: [], widen: [], columns: new Map(batchColumns(batch)), addTableVersion: tv, hasTableVersion: tv };
   }
-  if (info.columns.get("_sequence") !== "bigint" || !info.columns.has("_loaded_at") || !info.columns.has("_deleted_at")) {
+  const seqloadTable = systemColumnsOf(false).every((c) => info.columns.has(c.name)) && info.columns.get("_sequence") === "bigint";
+  if (!seqloadTable) {
     throw new TableShapeError(
       `table "${batch.table}" exists but is not a seqload table (it needs _sequence bigint, _loaded_at and _deleted_at columns); load into another table or schema`,
     );
@@ -48,7 +68,7 @@ export function planTable(batch: ValidatedBatch, info: TableInfo): TablePlan {
   const widen: [string, ColumnType, ColumnType][] = [];
   const columns = new Map<string, ColumnType | "other">();
   for (const [name, type] of info.columns) if (!SYSTEM_NAMES.has(name)) columns.set(name, type);
-  for (const [name, wanted] of batch.columns) {
+  for (const [name, wanted] of batchColumns(batch)) {
     const have = info.columns.get(name);
     if (have === undefined) {
       add.push([name, wanted]);
@@ -68,35 +88,52 @@ export function needsDdl(plan: TablePlan): boolean {
   return plan.create || plan.add.length > 0 || plan.widen.length > 0 || plan.addTableVersion;
 }
 
+/** A column definition for the table's system columns. */
+function systemColumn(c: (typeof SYSTEM_COLUMNS)[number]): (col: ColumnDefinitionBuilder) => ColumnDefinitionBuilder {
+  return (col) => {
+    let defined = c.notNull ? col.notNull() : col;
+    if (c.defaultNow) defined = defined.defaultTo(sql`now()`);
+    return defined;
+  };
+}
+
 /**
  * CREATE TABLE for a new table. With `primaryKey: false` the key is left out, for a first load
- * that adds it afterwards (addPrimaryKeySql): one sort then builds the index, instead of one
- * random index insert per row. The constraint gets the same name either way (<table>_pkey).
+ * that adds it afterwards (addPrimaryKeyQuery): one sort then builds the index, instead of one
+ * random index insert per row. The constraint is left unnamed either way, so PostgreSQL names it
+ * <table>_pkey (shortened to fit in 63 bytes, as it does for every table).
  */
-export function createTableSql(schema: string, table: string, keyNames: string[], plan: TablePlan, primaryKey = true): string {
-  const columns = plan.columns;
-  const defs: string[] = [];
-  for (const [name, type] of columns) {
+export function createTableQuery(schema: string, table: string, keyNames: string[], plan: TablePlan, primaryKey = true): CompiledQuery {
+  let create: CreateTableBuilder<string, string> = db.schema.createTable(TARGET);
+  for (const [name, type] of plan.columns) {
     if (type === "other") continue;
-    defs.push(`${quoteIdent(name)} ${COLUMN_SQL[type]}${keyNames.includes(name) ? " NOT NULL" : ""}`);
+    create = create.addColumn(name, COLUMN_SQL[type], (col) => (keyNames.includes(name) ? col.notNull() : col));
   }
-  defs.push(...SYSTEM_COLUMN_DDL);
-  if (plan.hasTableVersion) defs.push(TABLE_VERSION_DDL);
-  if (keyNames.length > 0 && primaryKey) defs.push(`PRIMARY KEY (${keyNames.map(quoteIdent).join(", ")})`);
-  return `CREATE TABLE ${quoteQualified(schema, table)} (\n  ${defs.join(",\n  ")}\n)`;
+  for (const c of systemColumnsOf(plan.hasTableVersion)) create = create.addColumn(c.name, COLUMN_SQL[c.type], systemColumn(c));
+  if (keyNames.length > 0 && primaryKey) create = create.addPrimaryKeyConstraint(UNNAMED, keyNames);
+  return compileFor(schema, table, create);
 }
 
-export function addPrimaryKeySql(schema: string, table: string, keyNames: string[]): string {
-  return `ALTER TABLE ${quoteQualified(schema, table)} ADD PRIMARY KEY (${keyNames.map(quoteIdent).join(", ")})`;
+/** kysely leaves out the CONSTRAINT clause for an empty name: PostgreSQL then picks <table>_pkey. */
+const UNNAMED = "";
+
+export function addPrimaryKeyQuery(schema: string, table: string, keyNames: string[]): CompiledQuery {
+  return compileFor(schema, table, db.schema.alterTable(TARGET).addPrimaryKeyConstraint(UNNAMED, keyNames));
 }
 
-export function alterTableSql(schema: string, table: string, plan: TablePlan): string | null {
-  const clauses: string[] = [];
-  if (plan.addTableVersion) clauses.push(`ADD COLUMN ${TABLE_VERSION_DDL}`);
-  for (const [name, type] of plan.add) clauses.push(`ADD COLUMN ${quoteIdent(name)} ${COLUMN_SQL[type]}`);
+/** ALTER TABLE adding and widening columns in one statement, or null when nothing changes. */
+export function alterTableQuery(schema: string, table: string, plan: TablePlan): CompiledQuery | null {
+  // kysely chains several alterations of one table into one ALTER TABLE statement.
+  let alter: AlterTableBuilder | AlterTableColumnAlteringBuilder = db.schema.alterTable(TARGET);
+  if (plan.addTableVersion) {
+    for (const c of SYSTEM_COLUMNS) if (!c.always) alter = alter.addColumn(c.name, COLUMN_SQL[c.type], systemColumn(c));
+  }
+  for (const [name, type] of plan.add) alter = alter.addColumn(name, COLUMN_SQL[type]);
   for (const [name, from, to] of plan.widen) {
-    clauses.push(`ALTER COLUMN ${quoteIdent(name)} TYPE ${COLUMN_SQL[to]} USING ${widenUsing(quoteIdent(name), from, to)}`);
+    // kysely's setDataType has no USING clause: the type expression carries it.
+    const type = sql`${sql.raw(COLUMN_SQL[to])} USING ${widenUsing(name, from, to)}`;
+    alter = alter.alterColumn(name, (col) => col.setDataType(type));
   }
-  if (clauses.length === 0) return null;
-  return `ALTER TABLE ${quoteQualified(schema, table)}\n  ${clauses.join(",\n  ")}`;
+  if (!(alter instanceof AlterTableColumnAlteringBuilder)) return null; // nothing to change
+  return compileFor(schema, table, alter);
 }

@@ -11,7 +11,7 @@
  * before it is flushed first), RECORD version → table_version, ACTIVATE_VERSION →
  * activate_version, a non-null `_sdc_deleted_at` → delete.
  */
-import { BatchValidationError, SeqloadError, type ValidationIssue } from "./errors.js";
+import { BatchValidationError, SeqloadError, type ValidationIssue, validationIssue } from "./errors.js";
 import { identifierProblem, showName } from "./identifiers.js";
 import { parseSequence } from "./sequence.js";
 import type { Sequencer } from "./sequencer.js";
@@ -99,7 +99,7 @@ function recordIssues(issues: ValidationIssue[], at: number, sequenceProperty: s
   return issues.map((i) => {
     let path = i.path.startsWith(`${prefix}/data`) ? `/record${i.path.slice(prefix.length + 5)}` : i.path.replace(prefix, "");
     if (sequenceProperty !== undefined && path === "/sequence") path = `/record/${sequenceProperty}`;
-    return { ...i, index: null, path: path === "" ? "/record" : path };
+    return validationIssue(i.kind, null, path === "" ? "/record" : path, i.message); // kind is not enumerable: no spread
   });
 }
 
@@ -300,7 +300,7 @@ export class SingerBatcher {
         throw new SingerInputError(
           line,
           `invalid RECORD for stream ${showName(stream)}: its sequence property ${showName(property)} (--sequence-property) ${v}; it must be an integer up to 9223372036854775807`,
-          [{ index: null, path: `/record/${property}`, message: v }],
+          [validationIssue("message", null, `/record/${property}`, v)],
         );
       }
       sequence = v;

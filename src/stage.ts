@@ -8,6 +8,8 @@ import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { type CollapsedBatch, carriedByDelete, stagedRows } from "./collapse.js";
+import { type CompiledQuery, type CreateTableBuilder } from "kysely";
+import { db } from "./builder.js";
 import { COLUMN_SQL, type ColumnType } from "./columns.js";
 import { quoteIdent } from "./identifiers.js";
 import { encodeValue } from "./values.js";
@@ -58,7 +60,7 @@ function* copyChunks(c: CollapsedBatch, deleteEncoding: DeleteEncoding, deletedA
  * row encoded as it is sent, so that Node encodes while PostgreSQL parses the previous chunk.
  */
 export async function copyRows(
-  client: pg.PoolClient,
+  client: pg.ClientBase,
   quotedTarget: string,
   quotedColumns: string[],
   c: CollapsedBatch,
@@ -70,29 +72,28 @@ export async function copyRows(
 }
 
 /** CREATE TEMP TABLE for the staging of one batch; dropped at commit. */
-export function createStageSql(batch: CollapsedBatch): string {
-  const cols = batch.columns.map((_, i) => `c${i} ${COLUMN_SQL[batch.types[i] as keyof typeof COLUMN_SQL]}`);
-  return `CREATE TEMP TABLE seqload_stage (${[...cols, "_sequence bigint", "_delete boolean"].join(", ")}) ON COMMIT DROP`;
+export function createStageQuery(batch: CollapsedBatch): CompiledQuery {
+  let create: CreateTableBuilder<string, string> = db.schema.createTable(STAGE_NAME).temporary().onCommit("drop");
+  batch.types.forEach((t, i) => {
+    create = create.addColumn(`c${i}`, COLUMN_SQL[t]);
+  });
+  return create.addColumn("_sequence", "bigint").addColumn("_delete", "boolean").compile();
 }
 
-export const STAGE_TABLE = "pg_temp.seqload_stage";
-export const stageColumnNames = (batch: CollapsedBatch) => batch.columns.map((_, i) => `c${i}`);
+const STAGE_NAME = "seqload_stage";
+export const STAGE_TABLE = `pg_temp.${STAGE_NAME}`;
+export const stageColumnNames = (columns: readonly string[]) => columns.map((_, i) => `c${i}`);
 
-/** Array parameters for the unnest source: one per staged column, then sequences and delete flags. */
-export function arrayParams(batch: CollapsedBatch): unknown[] {
+/** The values of the array-parameter source's slots: c0…cN, sequences, deletes (see apply.ts). */
+export function arrayValues(batch: CollapsedBatch): Record<string, unknown> {
   const rows = stagedRows(batch);
-  const params: unknown[] = batch.columns.map((_, i) => rows.map((r) => r.cells[i]));
-  params.push(rows.map((r) => r.sequence.toString()));
-  params.push(rows.map((r) => r.isDelete));
-  return params;
-}
-
-/** `unnest($1::bigint[], …) AS s(c0, …, _sequence, _delete)` starting at parameter `first`. */
-export function unnestSource(batch: CollapsedBatch, first: number): string {
-  const arrays = batch.types.map((t, i) => `$${first + i}::${COLUMN_SQL[t]}[]`);
-  const n = batch.types.length;
-  arrays.push(`$${first + n}::bigint[]`, `$${first + n + 1}::boolean[]`);
-  return `unnest(${arrays.join(", ")}) AS s(${[...stageColumnNames(batch), "_sequence", "_delete"].join(", ")})`;
+  const values: Record<string, unknown> = {};
+  batch.columns.forEach((_, i) => {
+    values[`c${i}`] = rows.map((r) => r.cells[i]);
+  });
+  values.sequences = rows.map((r) => r.sequence.toString());
+  values.deletes = rows.map((r) => r.isDelete);
+  return values;
 }
 
 export { quoteIdent };

@@ -6,9 +6,10 @@ import AjvDraft04Module from "ajv-draft-04";
 import type { ErrorObject, ValidateFunction } from "ajv-draft-04";
 import { isLosslessNumber } from "lossless-json";
 import { RE2JS } from "re2js";
-import { type ColumnType, columnTypeForSchema } from "./columns.js";
-import { BatchValidationError, type ValidationIssue } from "./errors.js";
-import { POSTGRES_SYSTEM_COLUMNS, SYSTEM_COLUMNS, identifierProblem, showName } from "./identifiers.js";
+import { type ColumnType, SYSTEM_COLUMN_NAMES, columnTypeForSchema } from "./columns.js";
+import { BatchValidationError, SCHEMA_MISMATCH, type ValidationIssue, type ValidationIssueKind, validationIssue } from "./errors.js";
+import { POSTGRES_SYSTEM_COLUMNS, identifierProblem } from "./identifiers.js";
+import { batchColumns } from "./plan.js";
 import { parseSequence } from "./sequence.js";
 import type { JsonSchema } from "./types.js";
 import { dateProblem, dateTimeProblem, exactInteger, fitsInt64, isNumeric, jsonText, numericRangeProblem } from "./values.js";
@@ -27,8 +28,10 @@ export interface ValidatedMessage {
 export interface ValidatedBatch {
   table: string;
   keyNames: string[];
-  /** Column type per property, in schema order; null-only properties are left out. */
+  /** Column type per property, as the schema says, in schema order; null-only properties are left out. */
   columns: Map<string, ColumnType>;
+  /** Integer properties with a value beyond int64 in this batch (planning stores them as numeric). */
+  beyondInt64: Set<string>;
   messages: ValidatedMessage[];
   tableVersion: bigint | null;
 }
@@ -44,7 +47,7 @@ export interface BatchSummary {
 const ALLOWED_TOP_LEVEL = new Set(["table_name", "key_names", "schema", "messages", "table_version", "bookmark_names"]);
 const ALLOWED_MESSAGE_FIELDS = new Set(["action", "sequence", "data", "time_extracted"]);
 const ACTIONS = new Set<string>(["upsert", "delete", "activate_version"]);
-const SYSTEM = new Set<string>(SYSTEM_COLUMNS);
+const SYSTEM = new Set<string>(SYSTEM_COLUMN_NAMES);
 const PG_SYSTEM = new Set<string>(POSTGRES_SYSTEM_COLUMNS);
 /** PostgreSQL's hard limit on columns per table. */
 const MAX_COLUMNS = 1600;
@@ -169,311 +172,357 @@ function describeAjvError(e: ErrorObject, data: unknown): string {
   }
 }
 
+/** Collects the problems of one batch, up to a limit. */
+class Problems {
+  readonly issues: ValidationIssue[] = [];
+  constructor(readonly max: number) {}
+  get full(): boolean {
+    return this.issues.length >= this.max;
+  }
+  add(kind: ValidationIssueKind, index: number | null, path: string, message: string): void {
+    if (!this.full) this.issues.push(validationIssue(kind, index, path, message));
+  }
+  batch(path: string, message: string): void {
+    this.add("batch", null, path, message);
+  }
+}
+
+/** What the schema says: typed columns, the raw properties, and the compiled record validator. */
+interface SchemaFacts {
+  columns: Map<string, ColumnType>;
+  properties: Record<string, unknown>;
+  /** schema.properties is an object (key_names can be checked against it). */
+  propertiesOk: boolean;
+  /** Every property is usable (records can be checked against the schema). */
+  schemaOk: boolean;
+  validateData: ValidateFunction | null;
+}
+
+/** What checking one message needs to know about the batch. */
+interface MessageRules {
+  schema: SchemaFacts;
+  keyNames: string[];
+  tableVersion: bigint | null;
+  dateColumns: [string, "timestamptz" | "date"][];
+  intColumns: string[];
+  /** Integer columns holding a value beyond int64 (planning makes them numeric). */
+  beyondInt64: Set<string>;
+}
+
+/**
+ * Refuse a batch with more than `maxMessages` messages before anything else is checked, so that
+ * an over-long batch costs no validation of its records (the HTTP server's 20,000 limit).
+ */
+export function checkMessageCount(input: unknown, maxMessages: number): void {
+  const batch = typeof input === "object" && input !== null ? (input as { table_name?: unknown; messages?: unknown }) : {};
+  if (!Array.isArray(batch.messages) || batch.messages.length <= maxMessages) return;
+  const message = `the batch has ${batch.messages.length} messages; at most ${maxMessages} are accepted`;
+  throw new BatchValidationError(
+    [validationIssue("batch", null, "/messages", message)],
+    typeof batch.table_name === "string" ? batch.table_name : null,
+  );
+}
+
 /** Validate a batch for the loader. Throws BatchValidationError listing every problem. */
 export function checkBatch(input: unknown, options: ValidateOptions = {}): ValidatedBatch {
-  const maxIssues = options.maxIssues ?? 1000;
-  const issues: ValidationIssue[] = [];
-  const problem = (index: number | null, path: string, message: string) => {
-    if (issues.length < maxIssues) issues.push({ index, path, message });
-  };
-
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
-    throw new BatchValidationError([
-      {
-        index: null,
-        path: "",
-        message: `a batch must be a JSON object, got ${Array.isArray(input) ? "an array" : input === null ? "null" : typeof input}`,
-      },
-    ]);
+    const got = Array.isArray(input) ? "an array" : input === null ? "null" : typeof input;
+    throw new BatchValidationError([validationIssue("batch", null, "", `a batch must be a JSON object, got ${got}`)]);
   }
   const batch = input as Record<string, unknown>;
-  for (const key of Object.keys(batch)) {
-    if (!ALLOWED_TOP_LEVEL.has(key))
-      problem(null, pointer(key), `unknown field ${JSON.stringify(key)} (allowed: ${[...ALLOWED_TOP_LEVEL].join(", ")})`);
-  }
-
-  const tableName = batch.table_name;
-  const tableProblem = tableName === undefined ? "table_name is required" : identifierProblem(tableName, "table_name");
-  if (tableProblem) problem(null, "/table_name", tableProblem);
-  const table = typeof tableName === "string" ? tableName : "";
-
-  // Schema and columns.
-  const columns = new Map<string, ColumnType>();
-  const schema = batch.schema;
-  let properties: Record<string, unknown> = {};
-  let schemaOk = false;
-  let propertiesOk = false;
-  if (typeof schema !== "object" || schema === null || Array.isArray(schema)) {
-    problem(null, "/schema", schema === undefined ? "schema is required" : "schema must be a JSON Schema object");
-  } else if (
-    typeof (schema as JsonSchema).properties !== "object" ||
-    (schema as JsonSchema).properties === null ||
-    Array.isArray((schema as JsonSchema).properties)
-  ) {
-    problem(null, "/schema/properties", "schema.properties is required and must be an object (one entry per column)");
-  } else {
-    schemaOk = true;
-    propertiesOk = true;
-    properties = (schema as JsonSchema).properties as Record<string, unknown>;
-    for (const [name, propSchema] of Object.entries(properties)) {
-      const path = pointer("schema", "properties", name);
-      const nameProblem = identifierProblem(name, "property name");
-      if (nameProblem) {
-        problem(null, path, nameProblem);
-        schemaOk = false;
-        continue;
-      }
-      if (PG_SYSTEM.has(name)) {
-        problem(
-          null,
-          path,
-          `property ${JSON.stringify(name)} is the name of a PostgreSQL system column (${POSTGRES_SYSTEM_COLUMNS.join(", ")}); rename it`,
-        );
-        schemaOk = false;
-        continue;
-      }
-      if (SYSTEM.has(name)) {
-        problem(
-          null,
-          path,
-          `property ${JSON.stringify(name)} collides with a seqload system column (${SYSTEM_COLUMNS.join(", ")}); rename it`,
-        );
-        schemaOk = false;
-        continue;
-      }
-      const r = columnTypeForSchema(propSchema);
-      if ("problem" in r) {
-        problem(null, path, `invalid JSON schema: ${r.problem}`);
-        schemaOk = false;
-      } else if (r.type !== null) {
-        columns.set(name, r.type);
-      }
-    }
-  }
-  if (columns.size + SYSTEM_COLUMNS.length > MAX_COLUMNS) {
-    problem(
-      null,
-      "/schema/properties",
-      `the schema has ${columns.size} typed properties; a PostgreSQL table holds at most ${MAX_COLUMNS} columns including seqload's ${SYSTEM_COLUMNS.length}`,
-    );
-    schemaOk = false;
-  }
-  let validateData: ValidateFunction | null = null;
-  if (schemaOk) {
-    try {
-      validateData = compileSchema(schema as JsonSchema);
-    } catch (e) {
-      problem(null, "/schema", `invalid JSON schema: ${(e as Error).message}`);
-    }
-  }
-
-  // Keys.
-  let keyNames: string[] = [];
-  if (batch.key_names !== undefined && batch.key_names !== null) {
-    if (!Array.isArray(batch.key_names) || !batch.key_names.every((k) => typeof k === "string")) {
-      problem(null, "/key_names", "key_names must be an array of property names");
-    } else {
-      keyNames = batch.key_names as string[];
-      const seen = new Set<string>();
-      keyNames.forEach((k, i) => {
-        if (seen.has(k)) problem(null, pointer("key_names", i), `key ${JSON.stringify(k)} is listed twice`);
-        seen.add(k);
-        if (propertiesOk && !Object.hasOwn(properties, k))
-          problem(null, pointer("key_names", i), `key ${JSON.stringify(k)} is not a property of schema.properties`);
-        const t = columns.get(k);
-        if (t === "jsonb")
-          problem(
-            null,
-            pointer("schema", "properties", k),
-            `key ${JSON.stringify(k)} must be a scalar (integer, number, string, boolean, date-time or date), not an object, array or untyped value`,
-          );
-        if (
-          propertiesOk &&
-          Object.hasOwn(properties, k) &&
-          t === undefined &&
-          !issues.some((i) => i.path === pointer("schema", "properties", k))
-        )
-          problem(null, pointer("schema", "properties", k), `key ${JSON.stringify(k)} can only be null; a key needs a non-null type`);
-      });
-    }
-  }
-
-  // table_version.
+  const problems = new Problems(options.maxIssues ?? 1000);
+  const table = checkEnvelope(batch, problems);
+  const schema = checkSchema(batch.schema, problems);
+  const keyNames = checkKeys(batch.key_names, schema, problems);
   let tableVersion: bigint | null = null;
   if (batch.table_version !== undefined && batch.table_version !== null) {
     const v = parseSequence(batch.table_version);
-    if (typeof v === "string") problem(null, "/table_version", `table_version ${v}`);
+    if (typeof v === "string") problems.batch("/table_version", `table_version ${v}`);
     else tableVersion = v;
   }
-  if (batch.bookmark_names !== undefined && !Array.isArray(batch.bookmark_names))
-    problem(null, "/bookmark_names", "bookmark_names must be an array");
+  if (batch.bookmark_names !== undefined && !Array.isArray(batch.bookmark_names)) {
+    problems.batch("/bookmark_names", "bookmark_names must be an array");
+  }
+  const rules: MessageRules = { schema, keyNames, tableVersion, ...typedColumns(schema.columns), beyondInt64: new Set() };
+  const messages = checkMessages(batch.messages, rules, options, problems);
+  if (problems.issues.length > 0) throw new BatchValidationError(problems.issues, table || null);
+  return { table, keyNames, columns: schema.columns, beyondInt64: rules.beyondInt64, messages, tableVersion };
+}
 
-  // Messages.
-  const messages: ValidatedMessage[] = [];
-  const rawMessages = batch.messages;
-  if (!Array.isArray(rawMessages)) {
-    problem(null, "/messages", rawMessages === undefined ? "messages is required" : "messages must be an array");
-  } else if (rawMessages.length === 0) {
-    problem(null, "/messages", "messages is empty; a batch carries at least one message");
-  } else if (options.maxMessages !== undefined && rawMessages.length > options.maxMessages) {
-    problem(null, "/messages", `the batch has ${rawMessages.length} messages; at most ${options.maxMessages} are accepted`);
-  } else {
-    const dateColumns: [string, "timestamptz" | "date"][] = [];
-    const intColumns: string[] = [];
-    for (const [name, t] of columns) {
-      if (t === "timestamptz" || t === "date") dateColumns.push([name, t]);
-      if (t === "bigint") intColumns.push(name);
+/** Unknown top-level fields and the table name. Returns the table name ("" when unusable). */
+function checkEnvelope(batch: Record<string, unknown>, problems: Problems): string {
+  for (const key of Object.keys(batch)) {
+    if (!ALLOWED_TOP_LEVEL.has(key)) {
+      problems.batch(pointer(key), `unknown field ${JSON.stringify(key)} (allowed: ${[...ALLOWED_TOP_LEVEL].join(", ")})`);
     }
-    for (let index = 0; index < rawMessages.length; index++) {
-      if (issues.length >= maxIssues) break;
-      const m = rawMessages[index] as unknown;
-      const base = `/messages/${index}`; // an index needs no JSON Pointer escaping
-      if (typeof m !== "object" || m === null || Array.isArray(m)) {
-        problem(index, base, "a message must be an object");
-        continue;
-      }
-      const msg = m as Record<string, unknown>;
-      for (const key of Object.keys(msg)) {
-        if (!ALLOWED_MESSAGE_FIELDS.has(key)) problem(index, `${base}${pointer(key)}`, `unknown message field ${JSON.stringify(key)}`);
-      }
-      const action = msg.action;
-      if (typeof action !== "string" || !ACTIONS.has(action)) {
-        problem(
-          index,
-          `${base}/action`,
-          action === undefined
-            ? "action is missing"
-            : `unknown action ${JSON.stringify(action)} (expected "upsert", "delete" or "activate_version")`,
-        );
-      }
-      const seq = parseSequence(msg.sequence);
-      if (typeof seq === "string") problem(index, `${base}/sequence`, `sequence ${seq}`);
-      if (action === "activate_version") {
-        if (tableVersion === null) problem(index, `${base}/action`, "activate_version needs the batch's table_version");
-        if (msg.data !== undefined && msg.data !== null) problem(index, `${base}/data`, "activate_version carries no data");
-        if (typeof seq !== "string") messages.push({ index, action: "activate_version", sequence: seq, data: undefined });
-        continue;
-      }
-      const data = msg.data;
-      if (typeof data !== "object" || data === null || Array.isArray(data)) {
-        problem(index, `${base}/data`, data === undefined ? "data is missing" : "data must be an object");
-        continue;
-      }
-      const record = data as Record<string, unknown>;
-      if (action === "delete" && keyNames.length === 0) {
-        problem(index, `${base}/action`, "delete needs key_names: an append-only table has no row to delete");
-      }
-      for (const k of keyNames) {
-        const v = record[k];
-        if (v === undefined || v === null)
-          problem(index, `${base}/data${pointer(k)}`, `key property ${JSON.stringify(k)} is ${v === null ? "null" : "missing"}`);
-      }
-      // Values Ajv cannot judge: non-finite numbers, NUL in text, date-time/date syntax, int64 range.
-      checkValues(record, index, `${base}/data`, problem, columns, dateColumns, intColumns, action === "delete" ? new Set(keyNames) : null);
-      if (action === "delete" && schemaOk) {
-        for (const k of keyNames) {
-          const v = record[k];
-          if (v === undefined || v === null) continue;
-          const check = compileProperty(properties[k]);
-          if (check !== null && !check(hasExoticNumbers(v) ? toPlainNumbers(v) : v)) {
-            for (const e of check.errors ?? [])
-              problem(index, `${base}/data${pointer(k)}${e.instancePath}`, `does not conform to the schema: ${describeAjvError(e, v)}`);
-          }
+  }
+  const tableName = batch.table_name;
+  const tableProblem = tableName === undefined ? "table_name is required" : identifierProblem(tableName, "table_name");
+  if (tableProblem) problems.batch("/table_name", tableProblem);
+  return typeof tableName === "string" ? tableName : "";
+}
+
+/** The schema: one column per typed property, names checked, and the compiled validator for records. */
+function checkSchema(schema: unknown, problems: Problems): SchemaFacts {
+  const facts: SchemaFacts = { columns: new Map(), properties: {}, propertiesOk: false, schemaOk: false, validateData: null };
+  if (typeof schema !== "object" || schema === null || Array.isArray(schema)) {
+    problems.batch("/schema", schema === undefined ? "schema is required" : "schema must be a JSON Schema object");
+    return facts;
+  }
+  const properties = (schema as JsonSchema).properties;
+  if (typeof properties !== "object" || properties === null || Array.isArray(properties)) {
+    problems.batch("/schema/properties", "schema.properties is required and must be an object (one entry per column)");
+    return facts;
+  }
+  facts.propertiesOk = true;
+  facts.schemaOk = true;
+  facts.properties = properties as Record<string, unknown>;
+  for (const [name, propSchema] of Object.entries(facts.properties)) {
+    const problem = propertyProblem(name, propSchema, facts.columns);
+    if (problem !== null) {
+      problems.batch(pointer("schema", "properties", name), problem);
+      facts.schemaOk = false;
+    }
+  }
+  if (facts.columns.size + SYSTEM_COLUMN_NAMES.length > MAX_COLUMNS) {
+    problems.batch(
+      "/schema/properties",
+      `the schema has ${facts.columns.size} typed properties; a PostgreSQL table holds at most ${MAX_COLUMNS} columns including seqload's ${SYSTEM_COLUMN_NAMES.length}`,
+    );
+    facts.schemaOk = false;
+  }
+  if (facts.schemaOk) {
+    try {
+      facts.validateData = compileSchema(schema as JsonSchema);
+    } catch (e) {
+      problems.batch("/schema", `invalid JSON schema: ${(e as Error).message}`);
+    }
+  }
+  return facts;
+}
+
+/** Why property `name` cannot be a column, or null (its type, if any, is added to `columns`). */
+function propertyProblem(name: string, propSchema: unknown, columns: Map<string, ColumnType>): string | null {
+  const nameProblem = identifierProblem(name, "property name");
+  if (nameProblem) return nameProblem;
+  if (PG_SYSTEM.has(name)) {
+    return `property ${JSON.stringify(name)} is the name of a PostgreSQL system column (${POSTGRES_SYSTEM_COLUMNS.join(", ")}); rename it`;
+  }
+  if (SYSTEM.has(name)) {
+    return `property ${JSON.stringify(name)} collides with a seqload system column (${SYSTEM_COLUMN_NAMES.join(", ")}); rename it`;
+  }
+  const r = columnTypeForSchema(propSchema);
+  if ("problem" in r) return `invalid JSON schema: ${r.problem}`;
+  if (r.type !== null) columns.set(name, r.type);
+  return null;
+}
+
+function checkKeys(raw: unknown, schema: SchemaFacts, problems: Problems): string[] {
+  if (raw === undefined || raw === null) return [];
+  if (!Array.isArray(raw) || !raw.every((k) => typeof k === "string")) {
+    problems.batch("/key_names", "key_names must be an array of property names");
+    return [];
+  }
+  const keyNames = raw as string[];
+  const { properties, propertiesOk, columns } = schema;
+  const seen = new Set<string>();
+  keyNames.forEach((k, i) => {
+    const name = JSON.stringify(k);
+    if (seen.has(k)) problems.batch(pointer("key_names", i), `key ${name} is listed twice`);
+    seen.add(k);
+    if (propertiesOk && !Object.hasOwn(properties, k))
+      problems.batch(pointer("key_names", i), `key ${name} is not a property of schema.properties`);
+    const t = columns.get(k);
+    const at = pointer("schema", "properties", k);
+    if (t === "jsonb") {
+      problems.batch(
+        at,
+        `key ${name} must be a scalar (integer, number, string, boolean, date-time or date), not an object, array or untyped value`,
+      );
+    }
+    if (propertiesOk && Object.hasOwn(properties, k) && t === undefined && !problems.issues.some((i) => i.path === at)) {
+      problems.batch(at, `key ${name} can only be null; a key needs a non-null type`);
+    }
+  });
+  return keyNames;
+}
+
+function typedColumns(columns: Map<string, ColumnType>): Pick<MessageRules, "dateColumns" | "intColumns"> {
+  const dateColumns: [string, "timestamptz" | "date"][] = [];
+  const intColumns: string[] = [];
+  for (const [name, t] of columns) {
+    if (t === "timestamptz" || t === "date") dateColumns.push([name, t]);
+    if (t === "bigint") intColumns.push(name);
+  }
+  return { dateColumns, intColumns };
+}
+
+function checkMessages(raw: unknown, rules: MessageRules, options: ValidateOptions, problems: Problems): ValidatedMessage[] {
+  const messages: ValidatedMessage[] = [];
+  if (!Array.isArray(raw)) {
+    problems.batch("/messages", raw === undefined ? "messages is required" : "messages must be an array");
+  } else if (raw.length === 0) {
+    problems.batch("/messages", "messages is empty; a batch carries at least one message");
+  } else if (options.maxMessages !== undefined && raw.length > options.maxMessages) {
+    problems.batch("/messages", `the batch has ${raw.length} messages; at most ${options.maxMessages} are accepted`);
+  } else {
+    for (let index = 0; index < raw.length && !problems.full; index++) {
+      const m = checkMessage(raw[index] as unknown, index, rules, problems);
+      if (m !== null) messages.push(m);
+    }
+  }
+  return messages;
+}
+
+/** One message: its fields, then its record. Returns it validated, or null when it cannot be used. */
+function checkMessage(m: unknown, index: number, rules: MessageRules, problems: Problems): ValidatedMessage | null {
+  const base = `/messages/${index}`; // an index needs no JSON Pointer escaping
+  if (typeof m !== "object" || m === null || Array.isArray(m)) {
+    problems.add("message", index, base, "a message must be an object");
+    return null;
+  }
+  const msg = m as Record<string, unknown>;
+  for (const key of Object.keys(msg)) {
+    if (!ALLOWED_MESSAGE_FIELDS.has(key))
+      problems.add("message", index, `${base}${pointer(key)}`, `unknown message field ${JSON.stringify(key)}`);
+  }
+  const action = msg.action;
+  if (typeof action !== "string" || !ACTIONS.has(action)) {
+    const what =
+      action === undefined
+        ? "action is missing"
+        : `unknown action ${JSON.stringify(action)} (expected "upsert", "delete" or "activate_version")`;
+    problems.add("message", index, `${base}/action`, what);
+  }
+  const seq = parseSequence(msg.sequence);
+  if (typeof seq === "string") problems.add("message", index, `${base}/sequence`, `sequence ${seq}`);
+  if (action === "activate_version") {
+    if (rules.tableVersion === null) problems.add("message", index, `${base}/action`, "activate_version needs the batch's table_version");
+    if (msg.data !== undefined && msg.data !== null) problems.add("data", index, `${base}/data`, "activate_version carries no data");
+    return typeof seq === "string" ? null : { index, action: "activate_version", sequence: seq, data: undefined };
+  }
+  const data = msg.data;
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    problems.add("data", index, `${base}/data`, data === undefined ? "data is missing" : "data must be an object");
+    return null;
+  }
+  const record = data as Record<string, unknown>;
+  checkRecord(record, action, index, rules, problems);
+  if (typeof seq === "string" || (action !== "upsert" && action !== "delete")) return null;
+  return { index, action, sequence: seq, data: record };
+}
+
+/** A message's record: its key, the values PostgreSQL must be able to store, and the schema. */
+function checkRecord(record: Record<string, unknown>, action: unknown, index: number, rules: MessageRules, problems: Problems): void {
+  const base = `/messages/${index}/data`;
+  const { keyNames, schema } = rules;
+  if (action === "delete" && keyNames.length === 0) {
+    problems.add("message", index, `/messages/${index}/action`, "delete needs key_names: an append-only table has no row to delete");
+  }
+  for (const k of keyNames) {
+    const v = record[k];
+    if (v === undefined || v === null) {
+      problems.add(
+        v === null ? "key_null" : "key_missing",
+        index,
+        `${base}${pointer(k)}`,
+        `key property ${JSON.stringify(k)} is ${v === null ? "null" : "missing"}`,
+      );
+    }
+  }
+  // Values Ajv cannot judge: non-finite numbers, NUL in text, date-time/date syntax, int64 range.
+  checkValues(record, index, base, rules, action === "delete" ? new Set(keyNames) : null, problems);
+  if (action === "delete" && schema.schemaOk) {
+    // A delete carries only its key: check just the key properties against their schemas.
+    for (const k of keyNames) {
+      const v = record[k];
+      if (v === undefined || v === null) continue;
+      const check = compileProperty(schema.properties[k]);
+      if (check !== null && !check(hasExoticNumbers(v) ? toPlainNumbers(v) : v)) {
+        for (const e of check.errors ?? []) {
+          problems.add("schema", index, `${base}${pointer(k)}${e.instancePath}`, `${SCHEMA_MISMATCH}${describeAjvError(e, v)}`);
         }
-      }
-      if (validateData !== null && action === "upsert") {
-        const view = hasExoticNumbers(record) ? toPlainNumbers(record) : record;
-        if (!validateData(view)) {
-          for (const e of validateData.errors ?? []) {
-            problem(index, `${base}/data${e.instancePath}`, `does not conform to the schema: ${describeAjvError(e, view)}`);
-          }
-        }
-      }
-      if (typeof seq !== "string" && (action === "upsert" || action === "delete")) {
-        messages.push({ index, action, sequence: seq, data: record });
       }
     }
   }
-
-  if (issues.length > 0) throw new BatchValidationError(issues, table || null);
-  return { table, keyNames, columns, messages, tableVersion };
+  if (schema.validateData !== null && action === "upsert") {
+    const view = hasExoticNumbers(record) ? toPlainNumbers(record) : record;
+    if (!schema.validateData(view)) {
+      for (const e of schema.validateData.errors ?? []) {
+        problems.add("schema", index, `${base}${e.instancePath}`, `${SCHEMA_MISMATCH}${describeAjvError(e, view)}`);
+      }
+    }
+  }
 }
 
 function checkValues(
   record: Record<string, unknown>,
   index: number,
   base: string,
-  problem: (index: number, path: string, message: string) => void,
-  columns: Map<string, ColumnType>,
-  dateColumns: [string, "timestamptz" | "date"][],
-  intColumns: string[],
+  rules: MessageRules,
   onlyKeysOf: Set<string> | null,
+  problems: Problems,
 ): void {
+  const columns = rules.schema.columns;
+  const problem = (name: string, message: string) => problems.add("data", index, `${base}${pointer(name)}`, message);
   for (const [name, v] of Object.entries(record)) {
     if (v === null || v === undefined) continue;
     if (onlyKeysOf !== null && !onlyKeysOf.has(name) && !columns.has(name)) continue;
-    if (typeof v === "string") {
-      if (v.includes("\0")) problem(index, `${base}${pointer(name)}`, "text contains U+0000 (NUL), which PostgreSQL cannot store");
-      else if (!v.isWellFormed())
-        problem(
-          index,
-          `${base}${pointer(name)}`,
-          "text contains a lone UTF-16 surrogate (not valid Unicode), which PostgreSQL cannot store as UTF-8",
-        );
-    } else if (typeof v === "number") {
-      if (!Number.isFinite(v)) problem(index, `${base}${pointer(name)}`, `${v} is not a JSON number`);
-    } else if (isLosslessNumber(v)) {
-      const range = numericRangeProblem(v);
-      if (range !== null) problem(index, `${base}${pointer(name)}`, range);
-    } else if (typeof v === "object") {
-      const t = columns.get(name);
-      if (t === "jsonb" || t === undefined) {
-        let text: string;
-        try {
-          text = jsonText(v);
-        } catch (e) {
-          problem(index, `${base}${pointer(name)}`, `cannot be serialised as JSON: ${(e as Error).message}`);
-          continue;
-        }
-        if (text.length > 2 * MAX_JSON_DEPTH && jsonDepthExceeds(v, MAX_JSON_DEPTH)) {
-          problem(index, `${base}${pointer(name)}`, `is nested more than ${MAX_JSON_DEPTH} levels deep`);
-          continue;
-        }
-        if (LONE_SURROGATE_ESCAPE.test(text))
-          problem(
-            index,
-            `${base}${pointer(name)}`,
-            "contains a lone UTF-16 surrogate (not valid Unicode), which PostgreSQL jsonb cannot store",
-          );
-        if (hasExoticNumbers(v)) {
-          const range = firstNumericRangeProblem(v);
-          if (range !== null) problem(index, `${base}${pointer(name)}`, range);
-        }
-        if (text.includes("\\u0000"))
-          problem(index, `${base}${pointer(name)}`, "contains U+0000 (NUL), which PostgreSQL jsonb cannot store");
-        if (/\b(NaN|Infinity)\b/.test(text) && containsNonFinite(v))
-          problem(index, `${base}${pointer(name)}`, "contains NaN or Infinity, which are not JSON numbers");
-      }
-    }
+    const found = valueProblem(v, columns, name);
+    if (found !== null) for (const message of found) problem(name, message);
   }
-  for (const [name, type] of dateColumns) {
+  for (const [name, type] of rules.dateColumns) {
     const v = record[name];
     if (typeof v !== "string") continue;
     const p = type === "date" ? dateProblem(v) : dateTimeProblem(v);
-    if (p !== null) problem(index, `${base}${pointer(name)}`, p);
+    if (p !== null) problem(name, p);
   }
-  for (const name of intColumns) {
+  for (const name of rules.intColumns) {
     const v = record[name];
     if (typeof v === "number" && Number.isSafeInteger(v)) continue; // the common case, decided cheaply
-    if (v !== undefined && v !== null && isNumeric(v) && exactInteger(v) === null) {
-      problem(index, `${base}${pointer(name)}`, `${typeof v === "object" ? v.value : String(v)} is not an integer`);
-      continue;
-    }
-    if (v !== undefined && v !== null && isNumeric(v) && !fitsInt64(v)) {
-      // An integer beyond int64: stored exactly in a numeric column instead (see plan).
-      columns.set(name, "numeric");
-    }
+    if (v === undefined || v === null || !isNumeric(v)) continue;
+    if (exactInteger(v) === null) problem(name, `${typeof v === "object" ? v.value : String(v)} is not an integer`);
+    else if (!fitsInt64(v)) rules.beyondInt64.add(name); // stored exactly in a numeric column instead (plan.ts)
   }
+}
+
+/** What PostgreSQL could not store about the non-null value of property `name`, or null. */
+function valueProblem(v: unknown, columns: Map<string, ColumnType>, name: string): string[] | null {
+  if (typeof v === "string") {
+    if (v.includes("\0")) return ["text contains U+0000 (NUL), which PostgreSQL cannot store"];
+    if (!v.isWellFormed()) return ["text contains a lone UTF-16 surrogate (not valid Unicode), which PostgreSQL cannot store as UTF-8"];
+    return null;
+  }
+  if (typeof v === "number") return Number.isFinite(v) ? null : [`${v} is not a JSON number`];
+  if (isLosslessNumber(v)) {
+    const range = numericRangeProblem(v);
+    return range === null ? null : [range];
+  }
+  if (typeof v !== "object") return null;
+  const type = columns.get(name);
+  if (type === "jsonb" || type === undefined) return jsonProblems(v as object);
+  return null;
+}
+
+/** What jsonb could not store about an object or array value. */
+function jsonProblems(v: object): string[] | null {
+  let text: string;
+  try {
+    text = jsonText(v);
+  } catch (e) {
+    return [`cannot be serialised as JSON: ${(e as Error).message}`];
+  }
+  if (text.length > 2 * MAX_JSON_DEPTH && jsonDepthExceeds(v, MAX_JSON_DEPTH)) return [`is nested more than ${MAX_JSON_DEPTH} levels deep`];
+  const found: string[] = [];
+  if (LONE_SURROGATE_ESCAPE.test(text))
+    found.push("contains a lone UTF-16 surrogate (not valid Unicode), which PostgreSQL jsonb cannot store");
+  if (hasExoticNumbers(v)) {
+    const range = firstNumericRangeProblem(v);
+    if (range !== null) found.push(range);
+  }
+  if (text.includes("\\u0000")) found.push("contains U+0000 (NUL), which PostgreSQL jsonb cannot store");
+  if (/\b(NaN|Infinity)\b/.test(text) && containsNonFinite(v)) found.push("contains NaN or Infinity, which are not JSON numbers");
+  return found.length > 0 ? found : null;
 }
 
 // JSON.stringify writes surrogate pairs as characters and lone surrogates as \udXXX escapes; an odd
@@ -514,5 +563,5 @@ function containsNonFinite(v: unknown): boolean {
  */
 export function validateBatch(batch: unknown, options: ValidateOptions = {}): BatchSummary {
   const v = checkBatch(batch, options);
-  return { table: v.table, keyNames: v.keyNames, received: v.messages.length, columns: Object.fromEntries(v.columns) };
+  return { table: v.table, keyNames: v.keyNames, received: v.messages.length, columns: Object.fromEntries(batchColumns(v)) };
 }

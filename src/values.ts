@@ -5,6 +5,7 @@
  */
 import { isLosslessNumber, stringify as losslessStringify } from "lossless-json";
 import type { ColumnType } from "./columns.js";
+import { shorten } from "./text.js";
 import { INT64_MAX, INT64_MIN } from "./sequence.js";
 
 /** A JSON number in any of the exact forms seqload accepts. */
@@ -65,7 +66,7 @@ export function numericRangeProblem(v: number | bigint | { value: string }): str
 }
 
 function abbreviate(s: string): string {
-  return s.length > 40 ? `${s.slice(0, 40)}…` : s;
+  return shorten(s, 40);
 }
 
 /** Does this integer-valued number fit a bigint column? */
@@ -143,8 +144,7 @@ export function dateTimeProblem(s: string): string | null {
 /** dateTimeProblem without the fast path for the common form (exported for the test that compares the two). */
 export function dateTimeProblemInFull(s: string): string | null {
   const m = DATE_TIME.exec(s);
-  if (m === null)
-    return `${JSON.stringify(s.length > 60 ? `${s.slice(0, 60)}…` : s)} is not an ISO 8601 date-time (e.g. 2019-11-26T22:29:16Z)`;
+  if (m === null) return `${JSON.stringify(shorten(s, 60))} is not an ISO 8601 date-time (e.g. 2019-11-26T22:29:16Z)`;
   const [, y, mo, d, h, mi, sec, frac, off] = m;
   if (!validYmd(Number(y), Number(mo), Number(d))) return `${JSON.stringify(s)} is not a valid calendar date`;
   if (
@@ -167,7 +167,7 @@ export function dateTimeProblemInFull(s: string): string | null {
 export function dateProblem(s: string): string | null {
   const m = DATE.exec(s);
   if (m === null || !validYmd(Number(m[1]), Number(m[2]), Number(m[3]))) {
-    return `${JSON.stringify(s.length > 60 ? `${s.slice(0, 60)}…` : s)} is not a date (YYYY-MM-DD)`;
+    return `${JSON.stringify(shorten(s, 60))} is not a date (YYYY-MM-DD)`;
   }
   return null;
 }

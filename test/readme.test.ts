@@ -30,3 +30,27 @@ describe("README", () => {
     ]);
   });
 });
+
+describe("README: inside your own transaction", () => {
+  it("the ETL example commits the rows and its bookmark together, and prints what the README says", async () => {
+    const readme = readFileSync(new URL("README.md", root), "utf8");
+    const section = readme.slice(readme.indexOf("### Inside your own transaction"));
+    const code = /```ts\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(code).toContain("loader.loadBatch(batch, { client })");
+    const file = new URL(`.readme-etl-${process.pid}.mjs`, root);
+    writeFileSync(file, code as string);
+    try {
+      const { stdout } = await promisify(execFile)(process.execPath, [file.pathname], { env: { ...process.env, DATABASE_URL: ctx.url } });
+      const printed = /\/\/ (\{ table: 'orders'.*\})/.exec(code as string)?.[1];
+      expect(stdout.replace(/\s+/g, " ").trim()).toBe(printed);
+    } finally {
+      rmSync(file, { force: true });
+    }
+    expect(await ctx.query("select id::int, total::float8 from orders order by id")).toEqual([
+      { id: 1, total: 9.5 },
+      { id: 2, total: 12 },
+    ]);
+    expect(await ctx.query("select job, position::text from etl_bookmarks")).toEqual([{ job: "orders", position: "1700000000002" }]);
+    expect(await ctx.query("select received from seqload.loads where table_name = 'orders'")).toEqual([{ received: 2 }]);
+  });
+});

@@ -1,7 +1,11 @@
 // Where the SQL's shape is the point: what the prepared small-batch statement looks like.
+import { readFileSync } from "node:fs";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
+import { applyStatement } from "../src/apply.js";
 import { createLoader } from "../src/index.js";
+import { createTableQuery, planTable } from "../src/plan.js";
+import { checkBatch } from "../src/validate.js";
 import { useDatabase } from "./helpers/context.js";
 
 const ctx = useDatabase("sqlshape");
@@ -25,10 +29,10 @@ describe("the small-batch statement", () => {
       const prepared = await pool.query<{ statement: string }>("select statement from pg_prepared_statements where name like 'seqload_%'");
       expect(prepared.rows).toHaveLength(1);
       const sql = prepared.rows[0]?.statement ?? "";
-      expect(sql).toContain('ON CONFLICT ("id") DO UPDATE');
-      expect(sql).toContain('WHERE excluded."_sequence" > t."_sequence"');
-      expect(sql).toMatch(/ORDER BY s\.c0/);
-      expect(sql).not.toContain("NOT EXISTS");
+      expect(sql).toContain('on conflict ("id") do update');
+      expect(sql).toContain('where "excluded"."_sequence" > "public"."shape"."_sequence"');
+      expect(sql).toContain('order by "s"."c0"');
+      expect(sql).not.toContain("not exists");
     } finally {
       await loader.close();
       await pool.end();
@@ -55,7 +59,7 @@ describe("the large-batch apply", () => {
       schema,
       messages: ids.map((id) => ({ action: "upsert", sequence, data: { id, v: `${id}@${sequence}` } })),
     });
-    const applies = () => texts.filter((t) => t.includes('ON CONFLICT ("id")'));
+    const applies = () => texts.filter((t) => t.includes('on conflict ("id")'));
     try {
       const ids = Array.from({ length: 1000 }, (_, i) => i);
       await loader.loadBatch(batch(1, ids)); // new table: COPY straight in
@@ -67,13 +71,13 @@ describe("the large-batch apply", () => {
       });
       expect(replay).toMatchObject({ updated: 100, skipped: 900 });
       expect(applies()).toHaveLength(1);
-      expect(applies()[0]).toContain("NOT EXISTS");
+      expect(applies()[0]).toContain("not exists");
       texts.length = 0;
       // All newer: no pre-filter.
       const newer = await loader.loadBatch(batch(3, ids));
       expect(newer).toMatchObject({ updated: 1000, skipped: 0 });
       expect(applies()).toHaveLength(1);
-      expect(applies()[0]).not.toContain("NOT EXISTS");
+      expect(applies()[0]).not.toContain("not exists");
       const rows = await ctx.query<{ n: number }>(`SELECT count(*)::int AS n FROM public.prefilter WHERE _sequence = 3 AND v = id || '@3'`);
       expect(rows[0]?.n).toBe(1000);
     } finally {
@@ -109,11 +113,58 @@ describe("a warm loader", () => {
       const result = await loader.loadBatch(batch(3));
       expect(result).toMatchObject({ updated: 3 });
       expect(texts).toHaveLength(1);
-      expect(texts[0]).toContain('ON CONFLICT ("id")');
-      expect(texts[0]).toContain("INSERT INTO seqload.loads");
+      expect(texts[0]).toContain('on conflict ("id")');
+      expect(texts[0]).toContain('insert into "seqload"."loads"');
     } finally {
       await loader.close();
       await pool.end();
     }
+  });
+});
+
+describe("the generated SQL", () => {
+  // Pinned like kysely's docs show "the generated SQL": a change to the builder shows up here.
+  const customers = {
+    create:
+      'create table "public"."customers" ("id" bigint not null, "name" text, "has_magic" boolean, "_sequence" bigint not null, "_loaded_at" timestamptz default now() not null, "_deleted_at" timestamptz, primary key ("id"))',
+    apply:
+      'with "w" as (insert into "public"."customers" ("id", "name", "has_magic", "_sequence", "_deleted_at") select "s"."c0" as "c0", "s"."c1" as "c1", "s"."c2" as "c2", "s"."_sequence" as "_sequence", case when "s"."_delete" then now() end as "_deleted_at" from unnest($1::bigint[], $2::text[], $3::boolean[], $4::bigint[], $5::boolean[]) as s("c0", "c1", "c2", "_sequence", "_delete") order by "s"."c0" on conflict ("id") do update set "name" = case when "excluded"."_deleted_at" is null then "excluded"."name" else "public"."customers"."name" end, "has_magic" = case when "excluded"."_deleted_at" is null then "excluded"."has_magic" else "public"."customers"."has_magic" end, "_sequence" = "excluded"."_sequence", "_loaded_at" = "excluded"."_loaded_at", "_deleted_at" = "excluded"."_deleted_at" where "excluded"."_sequence" > "public"."customers"."_sequence" returning "public"."customers"."xmax" = 0 as "ins", "public"."customers"."_deleted_at" is not null as "del"), "c" as (select count(*) filter (where "ins" and not "del")::int as "inserted", count(*) filter (where not "ins" and not "del")::int as "updated", count(*) filter (where "del")::int as "deleted", ($6::int - count(*))::int as "skipped" from "w"), "l" as (insert into "seqload"."loads" ("schema_name", "table_name", "received", "collapsed", "inserted", "updated", "deleted", "skipped", "min_sequence", "max_sequence", "table_version") values ($7, $8, $9::int, $10::int, (select "inserted" from "c"), (select "updated" from "c"), (select "deleted" from "c"), (select "skipped" from "c") + $11::int - $12::int - $13::int, $14::bigint, $15::bigint, $16::bigint)) select "inserted", "updated", "deleted", "skipped" from "c"',
+  };
+  const batch = checkBatch({
+    table_name: "customers",
+    key_names: ["id"],
+    schema: { properties: { id: { type: "integer" }, name: { type: "string" }, has_magic: { type: "boolean" } } },
+    messages: [{ action: "upsert", sequence: 1, data: { id: 1 } }],
+  });
+  const plan = planTable(batch, { exists: false, columns: new Map(), keyNames: [] });
+  const applied = applyStatement({
+    schema: "public",
+    table: "customers",
+    keyNames: ["id"],
+    columns: ["id", "name", "has_magic"],
+    types: ["bigint", "text", "boolean"],
+    source: "arrays",
+    tableVersion: false,
+    prefilter: false,
+    counts: "returning",
+    log: true,
+  });
+
+  it("for a sample table is exactly this, and the README shows the same text", () => {
+    expect(createTableQuery("public", "customers", ["id"], plan).sql).toBe(customers.create);
+    expect(applied.text).toBe(customers.apply);
+    expect(applied.slots).toEqual([
+      ...["c0", "c1", "c2", "sequences", "deletes", "staged", "schema", "table", "received", "collapsed"],
+      ...["received", "collapsed", "staged", "minSequence", "maxSequence", "tableVersion"],
+    ]);
+    const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+    const shown = /### The generated SQL[\s\S]*?```sql\n([\s\S]*?)```/.exec(readme)?.[1] ?? "";
+    const flat = (text: string) => text.replace(/\s+/g, " ").replaceAll("( ", "(").trim();
+    expect(flat(shown)).toBe(flat(`${customers.create} ${customers.apply}`));
+  });
+
+  it("keeps hostile names whole: a dot or ' as ' in a table name is never split", () => {
+    const create = createTableQuery("my schema", 'a.b as c"; drop table x; --', ["id"], plan).sql;
+    expect(create).toMatch(/^create table "my schema"\."a\.b as c""; drop table x; --" \(/);
   });
 });

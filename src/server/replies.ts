@@ -5,7 +5,15 @@
  * target-stitch gives up at once on a 4xx and retries a 5xx, so the split between them matters.
  */
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { BatchValidationError, DatabaseError, KeyMismatchError, SeqloadError, TableShapeError, type ValidationIssue } from "../errors.js";
+import {
+  BatchValidationError,
+  KeyMismatchError,
+  SCHEMA_MISMATCH,
+  SeqloadError,
+  TableShapeError,
+  type ValidationIssue,
+  isDataException,
+} from "../errors.js";
 import { lingerOnClose } from "./linger.js";
 
 export interface HttpAnswer {
@@ -59,10 +67,6 @@ export function clientError(message: string, code: string): HttpAnswer {
   return { status: 400, headers: {}, body: { error: message }, code };
 }
 
-/** Strip the library's "does not conform to the schema: " prefix: Stitch's line already says so. */
-const CONFORM = /^does not conform to the schema: /;
-const KEY_ISSUE = /^key property ("(?:[^"\\]|\\.)*") is (missing|null)$/;
-
 /**
  * One line per problem, every problem kept, in Stitch's wording where Stitch has one:
  *   Record 3 did not conform to schema: #/name: expected type string
@@ -74,26 +78,35 @@ export function stitchValidationText(issues: readonly ValidationIssue[]): string
 }
 
 function issueLine(issue: ValidationIssue): string {
-  const dataPrefix = issue.index === null ? null : `/messages/${issue.index}/data`;
-  if (dataPrefix !== null && (issue.path === dataPrefix || issue.path.startsWith(`${dataPrefix}/`))) {
-    const key = KEY_ISSUE.exec(issue.message);
-    if (key) {
-      const name = JSON.parse(key[1] as string) as string;
-      return key[2] === "null"
+  const dataPath = `/messages/${issue.index}/data`;
+  switch (issue.kind) {
+    case "key_missing":
+    case "key_null": {
+      const name = keyName(issue.path);
+      return issue.kind === "key_null"
         ? `Record ${issue.index} has a null key property ${name}`
         : `Record ${issue.index} is missing key property ${name}`;
     }
-    return `Record ${issue.index} did not conform to schema: #${issue.path.slice(dataPrefix.length)}: ${issue.message.replace(CONFORM, "")}`;
+    case "schema":
+    case "data": {
+      // Stitch's line already says "did not conform": drop the library's own words for it.
+      const finding = issue.kind === "schema" ? issue.message.slice(SCHEMA_MISMATCH.length) : issue.message;
+      return `Record ${issue.index} did not conform to schema: #${issue.path.slice(dataPath.length)}: ${finding}`;
+    }
+    default:
+      return `Request failed validation:#${issue.path}: ${issue.message}`;
   }
-  return `Request failed validation:#${issue.path}: ${issue.message}`;
+}
+
+/** The key property named by the last segment of a key issue's JSON Pointer. */
+function keyName(path: string): string {
+  return (path.slice(path.lastIndexOf("/") + 1) as string).replaceAll("~1", "/").replaceAll("~0", "~");
 }
 
 /** Is this a problem with what the client sent (4xx), as opposed to with the server (5xx)? */
 function isClientProblem(e: SeqloadError): boolean {
-  if (e instanceof BatchValidationError || e instanceof KeyMismatchError || e instanceof TableShapeError) return true;
-  // SQLSTATE class 22 (data exception: a value PostgreSQL cannot store, e.g. out of range) is
-  // caused by the batch itself; sending it again cannot succeed.
-  return e instanceof DatabaseError && e.sqlState !== undefined && e.sqlState.startsWith("22");
+  // A data exception is caused by the batch itself; sending it again cannot succeed.
+  return e instanceof BatchValidationError || e instanceof KeyMismatchError || e instanceof TableShapeError || isDataException(e);
 }
 
 /** Map anything a load can throw to an answer. */

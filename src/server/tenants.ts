@@ -41,8 +41,8 @@ function deferredLoader(options: LoaderOptions, onLoaded: () => void): Loader {
     () => {}, // reported by loadBatch below
   );
   return {
-    loadBatch: async (batch) => {
-      const result = await (await pending).loadBatch(batch);
+    loadBatch: async (batch, loadOptions) => {
+      const result = await (await pending).loadBatch(batch, loadOptions);
       onLoaded();
       return result;
     },

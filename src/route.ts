@@ -1,0 +1,329 @@
+/**
+ * The routes a validated batch can take, each a straight function over a Session:
+ *   - `createAndLoad`: the table does not exist; create it and load it in one transaction
+ *     (a large first load COPYs straight into the table and adds the key afterwards);
+ *   - `applyOneStatement`: a small batch into a known table; one prepared statement applies the
+ *     rows, counts them and writes the load-log row;
+ *   - `applyInTransaction`: everything else; the rows are staged (COPY when large), applied,
+ *     activate_version runs, the load-log row is written.
+ * `alterTable` adds or widens columns first when the batch needs it. The loader (loader.ts)
+ * chooses the route and owns transactions, retries and caches.
+ */
+import { createHash } from "node:crypto";
+import {
+  type ApplyCounts,
+  type ApplyShape,
+  activateVersionStatement,
+  applyStatement,
+  logLoadStatement,
+  staleSampleStatement,
+} from "./apply.js";
+import type { Statement } from "./builder.js";
+import { type TableInfo, readTableInfo } from "./catalog.js";
+import { type CollapsedBatch, cellEncoder, collapseBatch } from "./collapse.js";
+import { type ColumnType, systemColumnsOf } from "./columns.js";
+import { quoteIdent, quoteQualified } from "./identifiers.js";
+import { LOCK_NAMESPACE } from "./migrate.js";
+import type { ResolvedOptions } from "./options.js";
+import { type TablePlan, addPrimaryKeyQuery, alterTableQuery, createTableQuery, planTable } from "./plan.js";
+import type { Session } from "./session.js";
+import { loadSql } from "./sql.js";
+import { STAGE_TABLE, arrayValues, copyRows, createStageQuery, stageColumnNames } from "./stage.js";
+import type { LoadResult } from "./types.js";
+import type { ValidatedBatch, ValidatedMessage } from "./validate.js";
+
+/** What the routes share: the options and the compiled statements, per table shape. */
+export interface RouteContext {
+  options: Readonly<ResolvedOptions>;
+  statements: Map<string, Statement & { name: string }>;
+}
+
+/** Thrown inside a transaction when the world changed under us (e.g. the table appeared): start over. */
+export class Replan extends Error {}
+
+/** Keys sampled from a large batch to decide on the stale-row pre-filter. */
+const PREFILTER_SAMPLE = 256;
+
+/** Rows per array-parameter statement when a large batch cannot be COPYed (a kysely transaction). */
+const ARRAY_CHUNK = 5000;
+
+/** A statement for one shape, compiled on first use and kept; a warm batch builds and hashes nothing. */
+function cached(ctx: RouteContext, key: string, build: () => Statement): Statement & { name: string } {
+  let s = ctx.statements.get(key);
+  if (s === undefined) {
+    const built = build();
+    s = { ...built, name: `seqload_${createHash("sha1").update(built.text).digest("hex").slice(0, 20)}` };
+    if (ctx.statements.size >= 1000) ctx.statements.clear();
+    ctx.statements.set(key, s);
+  }
+  return s;
+}
+
+/** Run once per batch at most: not worth a prepared statement on every connection. */
+const unnamed = (s: Statement): Statement => ({ text: s.text, slots: s.slots });
+
+/** Advisory lock key (second int) for one table: 32 bits of SHA-256, stable across versions. */
+export function tableLockKey(schema: string, table: string): number {
+  return createHash("sha256").update(`${schema}\u0000${table}`).digest().readInt32BE(0);
+}
+
+/** Take the table's transaction-level lock (released at the end of the transaction, the caller's included). */
+async function lockTable(ctx: RouteContext, s: Session, table: string): Promise<void> {
+  await s.setLocal("lock_timeout", String(Number(ctx.options.lockTimeoutMs)));
+  await s.query("SELECT pg_advisory_xact_lock($1, $2)", [LOCK_NAMESPACE, tableLockKey(ctx.options.schema, table)]);
+}
+
+async function register(ctx: RouteContext, s: Session, v: ValidatedBatch, plan: TablePlan): Promise<void> {
+  await s.query(loadSql("register-table"), [ctx.options.schema, v.table, v.keyNames, JSON.stringify(Object.fromEntries(plan.columns))]);
+}
+
+/** Add or widen columns, re-checked under the table's lock. Returns the table's shape afterwards. */
+export async function alterTable(ctx: RouteContext, s: Session, v: ValidatedBatch): Promise<TableInfo> {
+  await lockTable(ctx, s, v.table);
+  await s.setLocal("TimeZone", "UTC"); // the USING conversion of a timestamp to text writes UTC
+  const info = await readTableInfo(s, ctx.options.schema, v.table);
+  if (!info.exists) throw new Replan();
+  const plan = planTable(v, info);
+  const ddl = alterTableQuery(ctx.options.schema, v.table, plan);
+  if (ddl !== null) {
+    await s.query(ddl.sql, ddl.parameters);
+    await register(ctx, s, v, plan);
+  }
+  return shapeAfter(v, plan);
+}
+
+/** The table's shape once `plan` ran: what the loader caches. */
+export function shapeAfter(v: ValidatedBatch, plan: TablePlan): TableInfo {
+  const columns = new Map<string, ColumnType | "other">(plan.columns);
+  for (const c of systemColumnsOf(plan.hasTableVersion)) columns.set(c.name, c.type);
+  return { exists: true, columns, keyNames: v.keyNames };
+}
+
+function emptyResult(v: ValidatedBatch, c: CollapsedBatch, received: number): LoadResult {
+  return { table: v.table, received, collapsed: c.collapsed, inserted: 0, updated: 0, deleted: 0, skipped: 0 };
+}
+
+/**
+ * First load into a table that does not exist: create it and load it, in the session's
+ * transaction. Returns the result and the table's shape (for the cache, once committed).
+ */
+export async function createAndLoad(
+  ctx: RouteContext,
+  s: Session,
+  v: ValidatedBatch,
+  received: number,
+): Promise<{ result: LoadResult; shape: TableInfo }> {
+  const { schema } = ctx.options;
+  await lockTable(ctx, s, v.table);
+  const info = await readTableInfo(s, schema, v.table);
+  if (info.exists) throw new Replan(); // another loader created it meanwhile
+  const plan = planTable(v, info);
+  const c = collapseBatch(v, plan.columns);
+  // Nothing can conflict in a table this transaction creates and still holds: COPY straight in,
+  // then build the primary key with one sort (much cheaper than an index insert per row).
+  const copyClient = s.copyClient;
+  const copyStraightIn =
+    copyClient !== null && c.winners.length >= ctx.options.copyThreshold && c.activations.length === 0 && v.tableVersion === null;
+  const create = createTableQuery(schema, v.table, v.keyNames, plan, !copyStraightIn);
+  await s.query(create.sql, create.parameters);
+  await register(ctx, s, v, plan);
+  if (!copyStraightIn) return { result: await applyInTransaction(ctx, s, v, plan, c, received), shape: shapeAfter(v, plan) };
+  await copyRows(copyClient, quoteQualified(schema, v.table), c.columns.map(quoteIdent), c, "timestamp");
+  if (v.keyNames.length > 0) {
+    await s.setLocal("maintenance_work_mem", "256MB");
+    const pk = addPrimaryKeyQuery(schema, v.table, v.keyNames);
+    await s.query(pk.sql, pk.parameters);
+  }
+  const result: LoadResult = {
+    ...emptyResult(v, c, received),
+    inserted: c.winners.length - c.deletes,
+    deleted: c.deletes,
+    skipped: received - c.collapsed - c.winners.length,
+  };
+  await writeLog(ctx, s, v, c, result);
+  return { result, shape: shapeAfter(v, plan) };
+}
+
+/** Whether a batch can go as one statement: rows to apply, few enough for array parameters, no activate_version. */
+export function fitsOneStatement(ctx: RouteContext, c: CollapsedBatch): boolean {
+  return c.winners.length > 0 && c.winners.length < ctx.options.copyThreshold && c.activations.length === 0;
+}
+
+/**
+ * A small batch into a known table: one statement applies the rows from array parameters, counts
+ * them and writes the load-log row; atomic on its own, one round trip. Its text depends only on
+ * the table's shape, so it is prepared once per connection and only executed afterwards.
+ */
+export async function applyOneStatement(
+  ctx: RouteContext,
+  s: Session,
+  v: ValidatedBatch,
+  plan: TablePlan,
+  c: CollapsedBatch,
+  received: number,
+): Promise<LoadResult> {
+  const shape = applyShape(ctx, v, plan, c, { source: "arrays", prefilter: false, counts: "returning", log: true });
+  const statement = cached(ctx, JSON.stringify(shape), () => applyStatement(shape));
+  const values = { ...arrayValues(c), ...logValues(ctx, v, c, received), staged: c.winners.length };
+  const applied = await s.run<ApplyCounts>(statement, values);
+  const result = { ...emptyResult(v, c, received), ...(applied.rows[0] as ApplyCounts) };
+  result.skipped += received - c.collapsed - c.winners.length;
+  return result;
+}
+
+/**
+ * Any batch, in the session's transaction: stage and apply the rows (COPY when large), retire
+ * older table versions, write the load-log row. A batch that fits one statement takes it here too.
+ */
+export async function applyInTransaction(
+  ctx: RouteContext,
+  s: Session,
+  v: ValidatedBatch,
+  plan: TablePlan,
+  c: CollapsedBatch,
+  received: number,
+): Promise<LoadResult> {
+  if (fitsOneStatement(ctx, c)) return applyOneStatement(ctx, s, v, plan, c, received);
+  const result = emptyResult(v, c, received);
+  if (c.winners.length > 0) {
+    const copyClient = s.copyClient;
+    const counts =
+      c.winners.length >= ctx.options.copyThreshold && copyClient !== null
+        ? await applyStaged(ctx, s, copyClient, v, plan, c)
+        : await applyArrays(ctx, s, v, plan, c);
+    Object.assign(result, counts);
+  }
+  // Messages that are not rows: activate_version. The first does the work; repeats in the same batch are superseded.
+  if (c.activations.length > 0) {
+    const retire = cached(ctx, JSON.stringify(["activate", ctx.options.schema, v.table]), () =>
+      activateVersionStatement(ctx.options.schema, v.table),
+    );
+    const retired = await s.run(unnamed(retire), { tableVersion: v.tableVersion?.toString() ?? null });
+    result.collapsed += c.activations.length - 1;
+    if (retired.rowCount > 0) result.deleted += 1;
+    else result.skipped += 1;
+  } else {
+    result.skipped += received - c.collapsed - c.winners.length;
+  }
+  await writeLog(ctx, s, v, c, result);
+  return result;
+}
+
+/** The rows as array parameters, in chunks (only a kysely transaction sends a large batch this way). */
+async function applyArrays(ctx: RouteContext, s: Session, v: ValidatedBatch, plan: TablePlan, c: CollapsedBatch): Promise<ApplyCounts> {
+  const shape = applyShape(ctx, v, plan, c, { source: "arrays", prefilter: false, counts: "returning", log: false });
+  const statement = cached(ctx, JSON.stringify(shape), () => applyStatement(shape));
+  const total: ApplyCounts = { inserted: 0, updated: 0, deleted: 0, skipped: 0 };
+  for (let start = 0; start < c.winners.length; start += ARRAY_CHUNK) {
+    // The collapse left one winner per key, so chunks never touch the same row twice.
+    const chunk = { ...c, winners: c.winners.slice(start, start + ARRAY_CHUNK) };
+    const values = { ...arrayValues(chunk), staged: chunk.winners.length, tableVersion: v.tableVersion?.toString() ?? null };
+    const applied = (await s.run<ApplyCounts>(statement, values)).rows[0] as ApplyCounts;
+    for (const k of ["inserted", "updated", "deleted", "skipped"] as const) total[k] += applied[k];
+  }
+  return total;
+}
+
+/** A large batch: COPY into a temporary stage table, then one INSERT … SELECT from it. */
+async function applyStaged(
+  ctx: RouteContext,
+  s: Session,
+  copyClient: NonNullable<Session["copyClient"]>,
+  v: ValidatedBatch,
+  plan: TablePlan,
+  c: CollapsedBatch,
+): Promise<ApplyCounts> {
+  const stage = cached(ctx, JSON.stringify(["stage", c.types]), () => ({ text: createStageQuery(c).sql, slots: [] }));
+  await s.query(stage.text);
+  // The key-order sort of a large batch would spill to disk at the default 4MB.
+  await s.setLocal("work_mem", "256MB");
+  await copyRows(copyClient, STAGE_TABLE, stageColumnNames(c.columns), c, "flag");
+  const prefilter = v.keyNames.length > 0 && (await anyStale(ctx, s, v, c));
+  const tableVersion = v.tableVersion?.toString() ?? null;
+  // Without deletes, the counts come from the command tag and the transaction's own statistics
+  // rather than from RETURNING, whose million-row result PostgreSQL would materialise just to be
+  // counted. (Deletes must be told apart from updates: RETURNING.)
+  const updatedBefore = c.deletes === 0 ? await tuplesUpdated(s, quoteQualified(ctx.options.schema, v.table)) : null;
+  const counts = updatedBefore === null ? "returning" : "tag";
+  const shape = applyShape(ctx, v, plan, c, { source: "stage", prefilter, counts, log: false });
+  const statement = cached(ctx, JSON.stringify(shape), () => applyStatement(shape));
+  const applied = await s.run<ApplyCounts>(unnamed(statement), { tableVersion, staged: c.winners.length });
+  if (updatedBefore === null) return applied.rows[0] as ApplyCounts;
+  const rows = applied.rowCount;
+  const updated = Number(((await tuplesUpdated(s, quoteQualified(ctx.options.schema, v.table))) ?? updatedBefore) - updatedBefore);
+  return { inserted: rows - updated, updated, deleted: 0, skipped: c.winners.length - rows };
+}
+
+function applyShape(
+  ctx: RouteContext,
+  v: ValidatedBatch,
+  plan: TablePlan,
+  c: CollapsedBatch,
+  how: Pick<ApplyShape, "source" | "prefilter" | "counts" | "log">,
+): ApplyShape {
+  const tableVersion = v.tableVersion !== null && plan.hasTableVersion;
+  return { schema: ctx.options.schema, table: v.table, keyNames: v.keyNames, columns: c.columns, types: c.types, tableVersion, ...how };
+}
+
+/** The values of the load-log row's slots (but its counts). */
+function logValues(ctx: RouteContext, v: ValidatedBatch, c: CollapsedBatch, received: number): Record<string, unknown> {
+  return {
+    schema: ctx.options.schema,
+    table: v.table,
+    received,
+    collapsed: c.collapsed,
+    minSequence: c.minSequence?.toString() ?? null,
+    maxSequence: c.maxSequence?.toString() ?? null,
+    tableVersion: v.tableVersion?.toString() ?? null,
+  };
+}
+
+async function writeLog(ctx: RouteContext, s: Session, v: ValidatedBatch, c: CollapsedBatch, result: LoadResult): Promise<void> {
+  const { inserted, updated, deleted, skipped } = result;
+  await s.run(logLoadStatement, {
+    ...logValues(ctx, v, c, result.received),
+    collapsed: result.collapsed,
+    inserted,
+    updated,
+    deleted,
+    skipped,
+  });
+}
+
+/**
+ * Whether a large batch should be pre-filtered for stale rows: asks the table about an even sample
+ * of the batch's keys, and filters as soon as one of them is stale. Filtering costs an index probe
+ * per row; not filtering costs a row lock (and its write) per stale row, about three times as
+ * much, and under concurrent loaders those locks make the others wait. A batch of only new or
+ * newer rows (a first load, an update run) skips the filter.
+ */
+async function anyStale(ctx: RouteContext, s: Session, v: ValidatedBatch, c: CollapsedBatch): Promise<boolean> {
+  const n = Math.min(PREFILTER_SAMPLE, c.winners.length);
+  const step = c.winners.length / n;
+  const sample = Array.from({ length: n }, (_, i) => c.winners[Math.floor(i * step)] as ValidatedMessage);
+  const positions = v.keyNames.map((k) => c.columns.indexOf(k));
+  const keyTypes = positions.map((p) => c.types[p] as ColumnType);
+  const statement = cached(ctx, JSON.stringify(["stale", ctx.options.schema, v.table, v.keyNames, keyTypes]), () =>
+    staleSampleStatement(ctx.options.schema, v.table, v.keyNames, keyTypes),
+  );
+  const cell = cellEncoder(c);
+  const values: Record<string, unknown> = { sequences: sample.map((m) => m.sequence.toString()) };
+  positions.forEach((p, i) => {
+    values[`k${i}`] = sample.map((m) => cell(m, p));
+  });
+  const r = await s.run<{ stale: number }>(unnamed(statement), values);
+  return (r.rows[0]?.stale ?? 0) > 0;
+}
+
+/**
+ * Rows of the table updated so far by this transaction (its own statistics), or null when the
+ * server keeps no such counts (track_counts off).
+ */
+async function tuplesUpdated(s: Session, quotedTable: string): Promise<bigint | null> {
+  const r = await s.query<{ updated: string; on: boolean }>(
+    "SELECT pg_stat_get_xact_tuples_updated($1::regclass)::text AS updated, current_setting('track_counts') = 'on' AS on",
+    [quotedTable],
+  );
+  const row = r.rows[0];
+  return row?.on ? BigInt(row.updated) : null;
+}
