@@ -169,8 +169,39 @@ function describeAjvError(e: ErrorObject, data: unknown): string {
   }
 }
 
+/** Batches validated ahead of their load (validateAhead), each for one checkBatch call. */
+const validatedAhead = new WeakMap<object, ValidatedBatch>();
+
+/**
+ * Validate a batch now, so that the loader's checkBatch of the same object (with default options)
+ * takes the result instead of validating again: a pipeline validates batch N+1 while batch N is
+ * in the database. Used once; forgetAhead drops it when the batch will not be loaded after all.
+ * Throws like checkBatch; nothing is kept then.
+ */
+export function validateAhead(input: unknown): void {
+  if (typeof input !== "object" || input === null) return;
+  validatedAhead.delete(input);
+  validatedAhead.set(input, validateNow(input, {}));
+}
+
+/** Forget what validateAhead kept for `input` (it will not be loaded, or may change before it is). */
+export function forgetAhead(input: unknown): void {
+  if (typeof input === "object" && input !== null) validatedAhead.delete(input);
+}
+
 /** Validate a batch for the loader. Throws BatchValidationError listing every problem. */
 export function checkBatch(input: unknown, options: ValidateOptions = {}): ValidatedBatch {
+  if (typeof input === "object" && input !== null && options.maxIssues === undefined && options.maxMessages === undefined) {
+    const ahead = validatedAhead.get(input);
+    if (ahead !== undefined) {
+      validatedAhead.delete(input);
+      return ahead;
+    }
+  }
+  return validateNow(input, options);
+}
+
+function validateNow(input: unknown, options: ValidateOptions): ValidatedBatch {
   const maxIssues = options.maxIssues ?? 1000;
   const issues: ValidationIssue[] = [];
   const problem = (index: number | null, path: string, message: string) => {
