@@ -14,6 +14,7 @@ import { quoteIdent, quoteQualified } from "./identifiers.js";
 import { LOCK_NAMESPACE, isUpToDate, migrateUp } from "./migrate.js";
 import { type LoaderOptions, type ResolvedOptions, checkout, makePool, redactUrl, resolveOptions } from "./options.js";
 import { type TablePlan, addPrimaryKeySql, alterTableSql, createTableSql, needsDdl, planTable } from "./plan.js";
+import { loadBatches } from "./pipeline.js";
 import { loadSql } from "./sql.js";
 import { STAGE_TABLE, arrayParams, copyRows, createStageSql, stageColumnNames, unnestSource } from "./stage.js";
 import type { Batch, LoadResult } from "./types.js";
@@ -32,6 +33,8 @@ export interface LoaderStats {
 export interface Loader {
   /** Validate and apply one batch atomically. */
   loadBatch(batch: Batch | unknown): Promise<LoadResult>;
+  /** Load a stream of batches in order, one transaction each, yielding each result as it commits (src/pipeline.ts). */
+  loadBatches(batches: AsyncIterable<Batch | unknown> | Iterable<Batch | unknown>): AsyncGenerator<LoadResult>;
   /** Close the pool if seqload created it. */
   close(): Promise<void>;
   /** The pool in use. */
@@ -397,6 +400,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
 
   return {
     loadBatch,
+    loadBatches: (batches) => loadBatches(loadBatch, batches),
     pool,
     options,
     stats,
