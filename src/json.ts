@@ -15,6 +15,7 @@
  * parsing returns, whatever part of the result is kept (a table name in a cache, say). Common
  * numbers are decided while scanned (see parseNumber).
  */
+import { performance } from "node:perf_hooks";
 import { LosslessNumber } from "lossless-json";
 
 const INTEGER = /^-?\d+$/;
@@ -67,20 +68,62 @@ export function parseJson(input: string): unknown {
     if (at < text.length) throw new SyntaxError(`Expected end of input ${gotAt()}`);
     return value;
   } catch (e) {
-    // The parser is recursive: absurdly deep nesting exhausts the stack. Say so, as a JSON error.
-    if (e instanceof RangeError) {
-      const deep = tooDeepAt(input, 1000);
-      throw new SyntaxError(
-        `JSON is nested too deeply to parse: more than 1000 levels of arrays or objects${deep >= 0 ? ` at position ${deep}` : ""}`,
-      );
-    }
-    throw e;
+    throw tooDeepError(e, input);
   } finally {
     text = ""; // never keep the input alive
   }
 }
 
-// The parser's state. Parsing is synchronous and nothing it calls parses JSON, so one set suffices.
+/**
+ * parseJson (the same values and errors) for a server: gives the event loop a turn every `sliceMs`
+ * milliseconds of parsing, between the members and items of the outer two levels (a batch and its
+ * messages), so that parsing a 20 MB body does not hold up other requests' database work (their
+ * answers from PostgreSQL wait for the event loop) for the whole parse.
+ */
+export async function parseJsonYielding(input: string, sliceMs = 4): Promise<unknown> {
+  const steps = (function* (): Generator<void, unknown, void> {
+    const value = yield* valueSteps(0);
+    if (value === undefined) throw new SyntaxError(`JSON value expected ${gotAt()}`);
+    if (at < text.length) throw new SyntaxError(`Expected end of input ${gotAt()}`);
+    return value;
+  })();
+  let count = 0;
+  let sliceStart = performance.now();
+  text = input;
+  at = 0;
+  try {
+    for (;;) {
+      const step = steps.next();
+      if (step.done === true) return step.value;
+      // The clock is read every 16 steps (messages), not at each.
+      if ((++count & 15) === 0 && performance.now() - sliceStart >= sliceMs) {
+        // Another parse may run while this one waits: its state is put back afterwards.
+        const position = at;
+        text = "";
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        text = input;
+        at = position;
+        sliceStart = performance.now();
+      }
+    }
+  } catch (e) {
+    throw tooDeepError(e, input);
+  } finally {
+    text = "";
+  }
+}
+
+/** The parser is recursive: absurdly deep nesting exhausts the stack. Say so, as a JSON error. */
+function tooDeepError(e: unknown, input: string): unknown {
+  if (!(e instanceof RangeError)) return e;
+  const deep = tooDeepAt(input, 1000);
+  return new SyntaxError(
+    `JSON is nested too deeply to parse: more than 1000 levels of arrays or objects${deep >= 0 ? ` at position ${deep}` : ""}`,
+  );
+}
+
+// The parser's state. A parse runs synchronously (parseJsonYielding's between its turns, setting
+// the state again at each), so one set suffices.
 let text = "";
 let at = 0;
 
@@ -158,24 +201,28 @@ function parseObject(): Record<string, unknown> {
     skipWhitespace();
     if (text.charCodeAt(at) !== COLON) throw new SyntaxError(`Colon ':' expected after property name ${gotAt()}`);
     at++;
-    const value = parseValue();
-    if (value === undefined) throw new SyntaxError(`Object value expected after ':' at position ${at}`);
-    // Values are never undefined: a cheap look-up settles the common case, a new key.
-    const old = object[key];
-    if (old !== undefined && !isDeepEqual(value, old) && Object.hasOwn(object, key)) {
-      throw new SyntaxError(`Duplicate key '${key}' encountered at position ${start + 1}`);
-    }
-    // An equal repeat replaces the value, as in lossless-json (equal, yet `[]` may replace `{}`).
-    if (key === "__proto__") {
-      // Plain assignment would set the prototype; JSON.parse makes an ordinary own property.
-      Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
-    } else {
-      object[key] = value;
-    }
+    setMember(object, key, parseValue(), start);
   }
   if (text.charCodeAt(at) !== CLOSE_BRACE) throw new SyntaxError(`Quoted object key or end of object '}' expected ${gotAt()}`);
   at++;
   return object;
+}
+
+/** Store a member read from `start` (its key's opening quote), with lossless-json's duplicate-key rule. */
+function setMember(object: Record<string, unknown>, key: string, value: unknown, start: number): void {
+  if (value === undefined) throw new SyntaxError(`Object value expected after ':' at position ${at}`);
+  // Values are never undefined: a cheap look-up settles the common case, a new key.
+  const old = object[key];
+  if (old !== undefined && !isDeepEqual(value, old) && Object.hasOwn(object, key)) {
+    throw new SyntaxError(`Duplicate key '${key}' encountered at position ${start + 1}`);
+  }
+  // An equal repeat replaces the value, as in lossless-json (equal, yet `[]` may replace `{}`).
+  if (key === "__proto__") {
+    // Plain assignment would set the prototype; JSON.parse makes an ordinary own property.
+    Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
+  } else {
+    object[key] = value;
+  }
 }
 
 function parseArray(): unknown[] {
@@ -192,6 +239,66 @@ function parseArray(): unknown[] {
     const value = parseValue();
     if (value === undefined) throw new SyntaxError(`Array item expected ${gotAt()}`);
     array.push(value);
+  }
+  if (text.charCodeAt(at) !== CLOSE_BRACKET) throw new SyntaxError(`Array item or end of array ']' expected ${gotAt()}`);
+  at++;
+  return array;
+}
+
+// The same grammar as steps that pause between the members and items of the outer two levels (a
+// batch and its messages), for parseJsonYielding. Deeper values (depth 2: each message) are parsed
+// by the functions above, without a generator each.
+
+function* valueSteps(depth: number): Generator<void, unknown, void> {
+  skipWhitespace();
+  const c = text.charCodeAt(at);
+  if (c !== OPEN_BRACE && c !== OPEN_BRACKET) return parseValue();
+  const value = c === OPEN_BRACE ? yield* objectSteps(depth) : yield* arraySteps(depth);
+  skipWhitespace();
+  return value;
+}
+
+function* objectSteps(depth: number): Generator<void, Record<string, unknown>, void> {
+  at++;
+  skipWhitespace();
+  const object: Record<string, unknown> = {};
+  let initial = true;
+  while (at < text.length && text.charCodeAt(at) !== CLOSE_BRACE) {
+    if (initial) initial = false;
+    else {
+      if (text.charCodeAt(at) !== COMMA) throw new SyntaxError(`Comma ',' expected after value ${gotAt()}`);
+      at++;
+      skipWhitespace();
+    }
+    const start = at;
+    if (text.charCodeAt(at) !== QUOTE) throw new SyntaxError(`Quoted object key expected ${gotAt()}`);
+    const key = parseString(true);
+    skipWhitespace();
+    if (text.charCodeAt(at) !== COLON) throw new SyntaxError(`Colon ':' expected after property name ${gotAt()}`);
+    at++;
+    setMember(object, key, depth >= 1 ? parseValue() : yield* valueSteps(depth + 1), start);
+    yield;
+  }
+  if (text.charCodeAt(at) !== CLOSE_BRACE) throw new SyntaxError(`Quoted object key or end of object '}' expected ${gotAt()}`);
+  at++;
+  return object;
+}
+
+function* arraySteps(depth: number): Generator<void, unknown[], void> {
+  at++;
+  skipWhitespace();
+  const array: unknown[] = [];
+  let initial = true;
+  while (at < text.length && text.charCodeAt(at) !== CLOSE_BRACKET) {
+    if (initial) initial = false;
+    else {
+      if (text.charCodeAt(at) !== COMMA) throw new SyntaxError(`Comma ',' expected after value ${gotAt()}`);
+      at++;
+    }
+    const value = depth >= 1 ? parseValue() : yield* valueSteps(depth + 1);
+    if (value === undefined) throw new SyntaxError(`Array item expected ${gotAt()}`);
+    array.push(value);
+    yield;
   }
   if (text.charCodeAt(at) !== CLOSE_BRACKET) throw new SyntaxError(`Array item or end of array ']' expected ${gotAt()}`);
   at++;

@@ -6,7 +6,7 @@ import { runInNewContext } from "node:vm";
 import fc from "fast-check";
 import { LosslessNumber, parse as losslessParse } from "lossless-json";
 import { describe, expect, it } from "vitest";
-import { parseJson, parseNumberToken } from "../src/json.js";
+import { parseJson, parseJsonYielding, parseNumberToken } from "../src/json.js";
 
 type Outcome = { value: unknown } | { error: string };
 
@@ -235,5 +235,61 @@ describe("parseJson", () => {
     expect(kept).toBe("a table name, long enough to be a slice");
     expect(also).toEqual(["another long string value"]);
     expect(before - after, "the input text was freed").toBeGreaterThan(7 << 20);
+  });
+
+  it("parseJsonYielding gives the same values and errors as parseJson", async () => {
+    const same = async (text: string) => {
+      let ours: Outcome;
+      try {
+        ours = { value: await parseJsonYielding(text, 0) };
+      } catch (e) {
+        ours = { error: `${(e as Error).name}: ${(e as Error).message}` };
+      }
+      const theirs = outcome(parseJson, text);
+      if ("value" in ours && "value" in theirs) expect(isDeepStrictEqual(ours.value, theirs.value), text).toBe(true);
+      else expect(ours, JSON.stringify(text)).toEqual(theirs);
+    };
+    const unit = fc.constantFrom(...'{}[]",:0123456789-+.eEtrufalsn \n\\u'.split(""));
+    await fc.assert(fc.asyncProperty(fc.json(), same), { numRuns: 1000 });
+    await fc.assert(
+      fc.asyncProperty(fc.json(), fc.array(fc.tuple(fc.nat(), fc.nat(2), unit), { minLength: 1, maxLength: 3 }), async (json, edits) => {
+        let text = json;
+        for (const [p, kind, c] of edits) {
+          const q = p % (text.length + 1);
+          text = kind === 0 ? text.slice(0, q) + text.slice(q + 1) : text.slice(0, q) + c + text.slice(q + (kind === 1 ? 0 : 1));
+        }
+        await same(text);
+      }),
+      { numRuns: 3000 },
+    );
+    for (const text of [
+      '{"a": 1, "a": 2}',
+      '{"a": {"b": 1, "b": 2}}',
+      '{"m": [1, 2,]}',
+      "[[[",
+      '{"a": 1}x',
+      `{"a": ${"[".repeat(100_000)}`,
+    ]) {
+      await same(text);
+    }
+  });
+
+  it("parseJsonYielding lets other work run during a long parse, and parses in between do not disturb it", async () => {
+    const messages = Array.from(
+      { length: 20_000 },
+      (_, i) => `{"action":"upsert","sequence":17954657058360${String(i).padStart(5, "0")},"data":{"id":${i},"name":"n ${i}"}}`,
+    );
+    const text = `{"table_name":"t","messages":[${messages.join(",")}]}`;
+    let turns = 0;
+    const ticker = setInterval(() => {
+      turns++;
+      parseJson('{"other": [1, 2.5, "x"]}'); // another request's parse, between this one's turns
+    }, 0);
+    const [a, b] = await Promise.all([parseJsonYielding(text, 0), parseJsonYielding(`[${text}]`, 0)]);
+    clearInterval(ticker);
+    expect(turns).toBeGreaterThan(0);
+    expect(isDeepStrictEqual(a, parseJson(text))).toBe(true);
+    expect(isDeepStrictEqual(b, [a])).toBe(true);
+    expect((a as { messages: { sequence: bigint }[] }).messages[19_999]?.sequence).toBe(1795465705836019999n);
   });
 });
