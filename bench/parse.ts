@@ -2,15 +2,13 @@
  * Lossless JSON parsing of one realistic batch: lossless-json (with seqload's number rules, what
  * parseJson used before) against seqload's own parseJson, and JSON.parse (lossy) for scale.
  *
- *   npm run build && node dist/bench/parse.js [--messages N] [--rounds N]
+ *   npm run build && node dist/bench/parse.js [--messages N] [--rounds N] [--blocks N]
  *
  * The batch is a JSON Lines line as `seqload load` reads it: 20,000 messages with 19-digit
  * sequences, six columns (bigint key, text with ~1% escapes and some non-ASCII, integer, number,
- * boolean, date-time). Each parser runs `rounds` times after a warm-up, the parsers taking turns; the median is printed.
+ * boolean, date-time).
  */
 import { performance } from "node:perf_hooks";
-import v8 from "node:v8";
-import { runInNewContext } from "node:vm";
 import { parse as losslessParse } from "lossless-json";
 import { parseJson, parseNumberToken } from "../src/json.js";
 import { benchSchema, streamMessages } from "./lib/data.js";
@@ -24,7 +22,8 @@ function arg(name: string, dflt: number): number {
   return n;
 }
 const MESSAGES = arg("messages", 20_000);
-const ROUNDS = arg("rounds", 15);
+const ROUNDS = arg("rounds", 10);
+const BLOCKS = arg("blocks", 7);
 
 const [messages = []] = streamMessages(1, MESSAGES, 1_000_000);
 const text = `{"table_name":"customers","key_names":["id"],"schema":${JSON.stringify(benchSchema())},"messages":[${messages
@@ -41,27 +40,25 @@ const parsers: [string, (t: string) => unknown][] = [
   ["seqload parseJson", parseJson],
   ["JSON.parse (lossy)", (t) => JSON.parse(t)],
 ];
-v8.setFlagsFromString("--expose-gc");
-const gc = runInNewContext("gc") as () => void;
-// Rounds interleave the parsers, so that a noisy neighbour on the machine slows all of them alike.
-// Wall time and CPU time (the process's, GC threads included) per parse: on a shared machine the
-// CPU time is the steadier figure.
-for (let i = 0; i < 3; i++) for (const [, parse] of parsers) parse(text); // warm-up: optimised code, grown heap
+// Each parser parses the batch `ROUNDS` times in a block of its own (so its garbage is collected on
+// its own time: lossless-json's many string fragments are part of its cost), blocks taking turns,
+// BLOCKS of them; the median block is printed. Wall time and CPU time (the process's, GC threads
+// included): on a shared machine the CPU time is the steadier figure.
+for (const [, parse] of parsers) for (let i = 0; i < 3; i++) parse(text); // warm-up: optimised code, grown heap
 const wall = new Map<string, number[]>(parsers.map(([name]) => [name, []]));
 const cpu = new Map<string, number[]>(parsers.map(([name]) => [name, []]));
-for (let i = 0; i < ROUNDS; i++) {
+for (let block = 0; block < BLOCKS; block++) {
   for (const [name, parse] of parsers) {
-    gc(); // the last parser's garbage is collected before the clock starts, not on this one's time
     const c0 = process.cpuUsage();
     const t0 = performance.now();
-    parse(text);
-    wall.get(name)?.push(performance.now() - t0);
+    for (let i = 0; i < ROUNDS; i++) parse(text);
+    wall.get(name)?.push((performance.now() - t0) / ROUNDS);
     const c = process.cpuUsage(c0);
-    cpu.get(name)?.push((c.user + c.system) / 1000);
+    cpu.get(name)?.push((c.user + c.system) / 1000 / ROUNDS);
   }
 }
 console.log(
-  `batch: ${MESSAGES.toLocaleString("en-US")} messages with 19-digit sequences, ${(text.length / 2 ** 20).toFixed(2)} MiB of JSON text; median of ${ROUNDS} rounds`,
+  `batch: ${MESSAGES.toLocaleString("en-US")} messages with 19-digit sequences, ${(text.length / 2 ** 20).toFixed(2)} MiB of JSON text; median of ${BLOCKS} blocks of ${ROUNDS} parses`,
 );
 const msgs = (ms: number) => `${Math.round(MESSAGES / (ms / 1000)).toLocaleString("en-US")} msg/s`;
 for (const [name] of parsers) {

@@ -197,7 +197,7 @@ function parseObject(): Record<string, unknown> {
     }
     const start = at;
     if (text.charCodeAt(at) !== QUOTE) throw new SyntaxError(`Quoted object key expected ${gotAt()}`);
-    const key = parseString(true);
+    const key = parseKey();
     skipWhitespace();
     if (text.charCodeAt(at) !== COLON) throw new SyntaxError(`Colon ':' expected after property name ${gotAt()}`);
     at++;
@@ -272,7 +272,7 @@ function* objectSteps(depth: number): Generator<void, Record<string, unknown>, v
     }
     const start = at;
     if (text.charCodeAt(at) !== QUOTE) throw new SyntaxError(`Quoted object key expected ${gotAt()}`);
-    const key = parseString(true);
+    const key = parseKey();
     skipWhitespace();
     if (text.charCodeAt(at) !== COLON) throw new SyntaxError(`Colon ':' expected after property name ${gotAt()}`);
     at++;
@@ -318,6 +318,37 @@ function isDeepEqual(a: unknown, b: unknown): boolean {
     return [...new Set([...Object.keys(x), ...Object.keys(y)])].every((k) => isDeepEqual(x[k], y[k]));
   }
   return false;
+}
+
+/** Recently seen short keys, by a hash of their text: a batch repeats the same few keys. */
+const keyCache: string[] = new Array<string>(256).fill("");
+
+/**
+ * An object key, `at` on its opening quote. A short key without escapes that was seen recently is
+ * the same string as before, with no new string made: a string already used as a property name,
+ * which V8 has interned, so storing the property does not look the name up again.
+ */
+function parseKey(): string {
+  const start = at + 1;
+  let i = start;
+  let h = 0;
+  for (;;) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) break;
+    // An escape, a control character or the end of the input (NaN): the general path.
+    if (c === BACKSLASH || !(c >= 32)) return parseString(true);
+    h = (h * 31 + c) | 0;
+    i++;
+  }
+  const length = i - start;
+  if (length >= SLICE_MIN) return parseString(true); // never kept here: a slice would keep the input alive
+  at = i + 1;
+  const slot = (h ^ length) & 255;
+  const cached = keyCache[slot] as string;
+  if (cached.length === length && text.startsWith(cached, start)) return cached;
+  const key = text.slice(start, i);
+  keyCache[slot] = key;
+  return key;
 }
 
 /**

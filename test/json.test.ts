@@ -195,6 +195,13 @@ describe("parseJson", () => {
     );
   });
 
+  it("reads keys right however many share a length (the key cache compares the text)", () => {
+    const keys = Array.from({ length: 3000 }, (_, i) => `k${String(i).padStart(4, "0")}`);
+    const objects = keys.map((k, i) => ({ [k]: i, [keys[(i * 7) % keys.length] as string]: "x", long_key_over_13: i }));
+    expect(parseJson(JSON.stringify(objects))).toEqual(JSON.parse(JSON.stringify(objects)));
+    expect(parseJson('[{"a\\u0062": 1}, {"ab": 2}, {"ab": 3, "a\\u0062": 3}]')).toEqual([{ ab: 1 }, { ab: 2 }, { ab: 3 }]);
+  });
+
   it("makes __proto__ an own property, never the prototype", () => {
     const o = parseJson('{"__proto__": {"polluted": true}, "a": 1}') as Record<string, unknown>;
     expect(Object.getPrototypeOf(o)).toBe(Object.prototype);
