@@ -23,6 +23,7 @@ import { quoteIdent } from "./identifiers.js";
 import { LOCK_NAMESPACE, isUpToDate, migrateUp } from "./migrate.js";
 import { type KeyInput, type StoredSequence, maxSequence, storedSequences } from "./lookups.js";
 import { type LoaderOptions, type ResolvedOptions, guardPool, makePool, redactUrl, resolveOptions } from "./options.js";
+import { type LoadValidated, loadBatches } from "./pipeline.js";
 import { needsDdl, planTable } from "./plan.js";
 import {
   Replan,
@@ -62,6 +63,8 @@ export interface LoadOptions {
 export interface Loader {
   /** Validate and apply one batch atomically: in a transaction of its own, or in the caller's (`options`). */
   loadBatch(batch: Batch | unknown, options?: LoadOptions): Promise<LoadResult>;
+  /** Load a stream of batches in order, one transaction each, yielding each result as it commits (src/pipeline.ts). */
+  loadBatches(batches: AsyncIterable<Batch | unknown> | Iterable<Batch | unknown>): AsyncGenerator<LoadResult>;
   /** The highest sequence committed into `table` (from the load log), or null. */
   maxSequence(table: string): Promise<bigint | null>;
   /** The stored sequence of each key (tombstones marked), or null where none. */
@@ -106,7 +109,21 @@ interface Runner {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * A loader and its entry for batches already validated, which src/pipeline.ts loads (the CLI's
+ * pipelined load uses it; not part of the public API).
+ */
+export interface OpenedLoader {
+  loader: Loader;
+  /** Load a batch checkBatch has accepted, in a transaction of its own (retried like loadBatch). */
+  loadValidated: LoadValidated;
+}
+
 export async function createLoader(input: LoaderOptions): Promise<Loader> {
+  return (await openLoader(input)).loader;
+}
+
+export async function openLoader(input: LoaderOptions): Promise<OpenedLoader> {
   const options = resolveOptions(input);
   const { pool, owned } = makePool(input);
   guardPool(pool); // once per pool: many loaders may share it
@@ -119,8 +136,10 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
     stats: { batches: 0, retries: 0, replans: 0 },
     ready: null,
   };
-  return {
+  const loadValidated: LoadValidated = (v) => loadChecked(ctx, v, null);
+  const loader: Loader = {
     loadBatch: (batch, loadOptions) => loadBatch(ctx, batch, loadOptions),
+    loadBatches: (batches) => loadBatches(loadValidated, batches),
     maxSequence: (table) => maxSequence(pool, options.schema, table),
     sequences: (table, keys) => storedSequences(pool, options.schema, table, keys),
     pool,
@@ -130,14 +149,20 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
       if (owned) await pool.end();
     },
   };
+  return { loader, loadValidated };
 }
 
 async function loadBatch(ctx: LoaderContext, batch: Batch | unknown, opts: LoadOptions = {}): Promise<LoadResult> {
   // An invalid batch throws before any SQL runs.
   if (opts.limits?.maxMessages !== undefined) checkMessageCount(batch, opts.limits.maxMessages);
   const v = checkBatch(batch);
-  const received = Array.isArray((batch as Batch).messages) ? (batch as Batch).messages.length : 0;
-  const caller = callerSession(opts);
+  return loadChecked(ctx, v, callerSession(opts));
+}
+
+/** A validated batch, in the caller's transaction (`caller`) or in the loader's own, retried. */
+async function loadChecked(ctx: LoaderContext, v: ValidatedBatch, caller: Session | null): Promise<LoadResult> {
+  // A valid batch keeps every one of its messages.
+  const received = v.messages.length;
   ctx.ready ??= prepare(ctx);
   await ctx.ready;
   if (caller !== null) return loadInCallerTransaction(ctx, caller, v, received);

@@ -5,7 +5,7 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { isUtf8 } from "node:buffer";
-import { parseJson } from "../json.js";
+import { parseJsonYielding } from "../json.js";
 import { CliError, EXIT_INVALID_INPUT, InputSyntaxError } from "./errors.js";
 import { BatchSplitter, type RawBatch, SplitError } from "./splitter.js";
 
@@ -88,9 +88,10 @@ export async function* readBatches(input: Input, counter: ReadCounter = { bytes:
     );
   });
   let number = 0;
-  const parsed = (raw: RawBatch & { incomplete?: boolean }): InputBatch => {
+  const parsed = async (raw: RawBatch & { incomplete?: boolean }): Promise<InputBatch> => {
     number++;
-    return { input, number, line: raw.line, column: raw.column, value: parseRaw(input, number, raw), bytesRead: counter.bytes };
+    const value = await parseRaw(input, number, raw);
+    return { input, number, line: raw.line, column: raw.column, value, bytesRead: counter.bytes };
   };
   const split = (f: () => RawBatch[]): RawBatch[] => {
     try {
@@ -106,13 +107,14 @@ export async function* readBatches(input: Input, counter: ReadCounter = { bytes:
       for (const text of utf8.decode(chunk)) {
         const raws = split(() => splitter.push(text));
         // One batch at a time: its text is parsed, then dropped (shift) before the batch is loaded,
-        // so that memory holds the parsed batch, not its text as well.
-        while (raws.length > 0) yield parsed(raws.shift() as RawBatch);
+        // so that memory holds the parsed batch, not its text as well. The parse gives the event
+        // loop turns: the batch before it (src/pipeline.ts) goes on talking to the database.
+        while (raws.length > 0) yield await parsed(raws.shift() as RawBatch);
       }
     }
     utf8.end();
     const raws = split(() => splitter.end());
-    while (raws.length > 0) yield parsed(raws.shift() as RawBatch);
+    while (raws.length > 0) yield await parsed(raws.shift() as RawBatch);
   } catch (e) {
     if (e instanceof InputSyntaxError || e instanceof CliError) throw e;
     throw new CliError(`${input.name}: cannot read it (${(e as Error).message})`);
@@ -187,9 +189,9 @@ function completeLength(bytes: Uint8Array): number {
   return n; // continuation bytes only: invalid or complete, isUtf8 tells
 }
 
-function parseRaw(input: Input, number: number, raw: RawBatch & { incomplete?: boolean }): unknown {
+async function parseRaw(input: Input, number: number, raw: RawBatch & { incomplete?: boolean }): Promise<unknown> {
   try {
-    const value = parseJson(raw.text);
+    const value = await parseJsonYielding(raw.text);
     if (raw.incomplete)
       throw new InputSyntaxError(input.name, raw.line, raw.column, "unexpected end of input: the batch object is not closed", number);
     return value;

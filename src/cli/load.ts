@@ -1,11 +1,13 @@
 /** `seqload load`: every batch of every input, in order, each in its own transaction. */
 import { performance } from "node:perf_hooks";
-import { type LoadResult, createLoader } from "../index.js";
+import type { LoadResult } from "../index.js";
+import { type Loader, openLoader } from "../loader.js";
+import { loadInOrder } from "../pipeline.js";
 import { openDatabase } from "./database.js";
 import { CliError, batchError, batchPlace, describeError, EXIT_OK } from "./errors.js";
 import { addToTotals, emptyTotals, summaryLine, totalsLine } from "./format.js";
 import { limitHeapGrowth } from "./heap.js";
-import { openInputs, readBatches } from "./input.js";
+import { type Input, type InputBatch, type ReadCounter, openInputs, readBatches } from "./input.js";
 import type { Io } from "./io.js";
 import { createProgress } from "./progress.js";
 
@@ -27,6 +29,11 @@ const asJson = (r: LoadResult): string =>
     skipped: r.skipped,
   });
 
+/** Every batch of every input, in order. */
+async function* allBatches(inputs: Input[], counter: ReadCounter): AsyncGenerator<InputBatch> {
+  for (const input of inputs) yield* readBatches(input, counter);
+}
+
 export async function loadCommand(files: string[], flags: LoadFlags, io: Io): Promise<number> {
   const inputs = await openInputs(files);
   limitHeapGrowth();
@@ -41,24 +48,23 @@ export async function loadCommand(files: string[], flags: LoadFlags, io: Io): Pr
   const totals = emptyTotals();
   const counter = { bytes: 0 };
   const started = performance.now();
-  let loader: Awaited<ReturnType<typeof createLoader>> | null = null;
+  let loader: Loader | null = null;
   try {
-    loader = await createLoader({ pool: db.pool, ...(flags.schema !== undefined ? { schema: flags.schema } : {}) });
-    for (const input of inputs) {
-      for await (const batch of readBatches(input, counter)) {
-        const place = batchPlace(input.name, batch.line, batch.number);
-        const t0 = performance.now();
-        let result: LoadResult;
-        try {
-          result = await loader.loadBatch(batch.value);
-        } catch (e) {
-          throw batchError(place, e);
-        }
-        addToTotals(totals, result);
-        if (json) io.out(asJson(result));
-        else progress.print(summaryLine(place, result, performance.now() - t0));
-        progress.update({ bytes: batch.bytesRead, batches: totals.batches, messages: totals.received });
-      }
+    const opened = await openLoader({ pool: db.pool, ...(flags.schema !== undefined ? { schema: flags.schema } : {}) });
+    loader = opened.loader;
+    // Pipelined: the next batch is read, parsed and validated while the database applies this one;
+    // batches still commit one at a time, in order (src/pipeline.ts, which validates each batch
+    // once and hands it to the loader validated).
+    const steps = loadInOrder(allBatches(inputs, counter), {
+      batch: (b) => b.value,
+      load: opened.loadValidated,
+      failed: (b, e) => batchError(batchPlace(b.input.name, b.line, b.number), e),
+    });
+    for await (const { item: batch, result, ms } of steps) {
+      addToTotals(totals, result);
+      if (json) io.out(asJson(result));
+      else progress.print(summaryLine(batchPlace(batch.input.name, batch.line, batch.number), result, ms));
+      progress.update({ bytes: batch.bytesRead, batches: totals.batches, messages: totals.received });
     }
     progress.stop();
     if (!json && totals.batches !== 1) io.out(totalsLine(totals, performance.now() - started));

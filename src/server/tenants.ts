@@ -46,6 +46,12 @@ function deferredLoader(options: LoaderOptions, onLoaded: () => void): Loader {
       onLoaded();
       return result;
     },
+    async *loadBatches(batches) {
+      for await (const result of (await pending).loadBatches(batches)) {
+        onLoaded();
+        yield result;
+      }
+    },
     maxSequence: async (table) => (await pending).maxSequence(table),
     sequences: async (table, keys) => (await pending).sequences(table, keys),
     close: async () => {}, // borrows the shared pool
