@@ -119,6 +119,7 @@ function logInsert(counts: Record<keyof ApplyCounts, Expression<unknown>>) {
     min_sequence: slot("minSequence", "bigint"),
     max_sequence: slot("maxSequence", "bigint"),
     table_version: slot("tableVersion", "bigint"),
+    rejected: slot("rejected", "int"),
   });
 }
 
@@ -152,7 +153,7 @@ export function applyStatement(shape: ApplyShape): Statement {
       updated: fromC("updated"),
       deleted: fromC("deleted"),
       // Messages that are not rows of this statement (collapsed, activations) count as skipped too.
-      skipped: sql`${fromC("skipped")} + ${slot("received", "int")} - ${slot("collapsed", "int")} - ${slot("staged", "int")}`,
+      skipped: sql`${fromC("skipped")} + ${slot("received", "int")} - ${slot("rejected", "int")} - ${slot("collapsed", "int")} - ${slot("staged", "int")}`,
     }),
   );
   return statement(compileFor(shape.schema, shape.table, logged.selectFrom("c").select(COUNTS)));

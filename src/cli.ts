@@ -9,7 +9,9 @@
 import { readFileSync } from "node:fs";
 import { Argument, Command, CommanderError, Option } from "commander";
 import { describeError, EXIT_FAILURE, EXIT_OK } from "./cli/errors.js";
+import type { LoadFlags } from "./cli/load.js";
 import type { ServeFlags } from "./cli/serve.js";
+import type { SingerFlags } from "./cli/singer.js";
 import { flushOutput, processIo } from "./cli/io.js";
 
 // Each command's module is imported when it runs, so --help and validate start fast and
@@ -54,6 +56,19 @@ Exit codes:
 
 const databaseUrlOption = () => new Option("--database-url <url>", "PostgreSQL URL (default: DATABASE_URL, else the embedded PostgreSQL)");
 const schemaOption = (what: string) => new Option("--schema <name>", what);
+const onInvalidOption = () =>
+  new Option(
+    "--on-invalid <mode>",
+    "an invalid message: fail rejects its whole batch; quarantine writes it to seqload.rejected and loads the rest (default: fail)",
+  ).choices(["fail", "quarantine"]);
+
+const QUARANTINE_HELP = `
+Invalid messages:
+  --on-invalid fail (default) rejects a batch with any invalid message. With
+  --on-invalid quarantine, a message that fails validation (schema, key, sequence, a value
+  PostgreSQL cannot store) is written to seqload.rejected, exactly as received, in the
+  batch's transaction, and the rest of the batch loads. Problems of the batch as a whole
+  (its schema, an unknown field, changed key_names) still reject it whole.`;
 
 function buildProgram(): Command {
   const program = new Command()
@@ -84,16 +99,18 @@ Run "seqload help COMMAND" or "seqload COMMAND --help" for a command's flags and
     .argument("[files...]", 'files of batches; "-" or none reads stdin')
     .addOption(databaseUrlOption())
     .addOption(schemaOption("schema of the data tables (default: public)"))
+    .addOption(onInvalidOption())
     .option("--json", "print one LoadResult JSON object per loaded batch on stdout, and nothing else")
     .addHelpText(
       "after",
       `${INPUT_HELP}
 ${DATABASE_HELP}
+${QUARANTINE_HELP}
 
 Output:
-  One line per batch: table, received, inserted, updated, deleted, skipped, collapsed, time.
-  With --json, one {"table","received","collapsed","inserted","updated","deleted","skipped"}
-  object per line instead. Diagnostics go to stderr; a progress line appears on a terminal
+  One line per batch: table, received, inserted, updated, deleted, skipped, collapsed (and
+  rejected, when quarantine set messages aside), time. With --json, one {"table","received",
+  "collapsed","inserted","updated","deleted","skipped","rejected"} object per line instead. Diagnostics go to stderr; a progress line appears on a terminal
   for long loads (never with --json or when stderr is not a terminal).
 ${EXIT_HELP}
 
@@ -101,9 +118,10 @@ Examples:
   $ seqload load examples/customers.json
   $ seqload load day1.jsonl day2.jsonl --database-url postgres://user:pass@db:5432/warehouse
   $ cat batches.jsonl | seqload load - --json --schema staging
-  $ DATABASE_URL=postgres://localhost/warehouse seqload load export.json`,
+  $ DATABASE_URL=postgres://localhost/warehouse seqload load export.json
+  $ seqload load export.jsonl --on-invalid quarantine   # then: seqload query "select * from seqload.rejected"`,
     )
-    .action(async (files: string[], flags: { databaseUrl?: string; schema?: string; json?: boolean }) => {
+    .action(async (files: string[], flags: LoadFlags) => {
       const { loadCommand } = await import("./cli/load.js");
       process.exitCode = await loadCommand(files, flags, io);
     });
@@ -184,7 +202,11 @@ Examples:
     .addOption(schemaOption("schema of the data tables (default: public)"))
     .option("--batch-size <n>", "records per batch and stream at most (default: 20000)")
     .option("--sequence-property <name>", "take each record's sequence from this property (an integer up to int64), not the clock")
-    .option("--config <file>", "a Singer config file (JSON) with database_url, schema, batch_size, sequence_property; flags win")
+    .addOption(onInvalidOption())
+    .option(
+      "--config <file>",
+      "a Singer config file (JSON) with database_url, schema, batch_size, sequence_property, on_invalid; flags win",
+    )
     .addHelpText(
       "after",
       `
@@ -198,6 +220,10 @@ Sequences: each record gets a 19-digit sequence from seqload's generator (micros
 later run's records win over an earlier run's even if the clock stepped back. With
 --sequence-property NAME the record's NAME is its sequence (e.g. a CDC log position); a
 record without it is invalid.
+
+Invalid records: by default an invalid RECORD exits 2. With --on-invalid quarantine it is
+written to seqload.rejected (as the batch message made from it, the record under "data")
+in its batch's transaction, and the stream goes on; a malformed line still exits 2.
 
 Batches: per stream, up to --batch-size records; a STATE, a changed SCHEMA and the end of
 input flush. A STATE's value is printed on stdout, one JSON line, once every RECORD before it
@@ -235,7 +261,7 @@ so point it at a two-line script, target-seqload:  #!/bin/sh  exec seqload singe
           schema: raw
   $ meltano run tap-github target-seqload`,
     )
-    .action(async (flags: { config?: string; databaseUrl?: string; schema?: string; batchSize?: string; sequenceProperty?: string }) => {
+    .action(async (flags: SingerFlags) => {
       const { singerCommand } = await import("./cli/singer.js");
       process.exitCode = await singerCommand(flags, io);
     });
@@ -294,6 +320,7 @@ Examples:
     .option("--host <host>", "address to listen on; 0.0.0.0 for all", DEFAULT_HOST)
     .addOption(databaseUrlOption())
     .addOption(schemaOption("schema of the data tables (default: public)"))
+    .addOption(onInvalidOption())
     .option("--token <token>", "accept this bearer token (repeatable; also SEQLOAD_TOKENS=a,b)", (t: string, all: string[] = []) => [
       ...all,
       t,
@@ -323,6 +350,9 @@ must not be readable by group or others (chmod 600). SIGHUP, or a change to the 
 rereads it: new tokens work at once, removed ones get 401, a bad file is refused and the
 old set stays. --token is visible to other local users (ps): use it for trials only.
 Without any token serve refuses to start unless --insecure-no-auth is given.
+With --on-invalid quarantine a batch with invalid messages is answered 201: its valid
+messages load, the invalid ones go to seqload.rejected, and the batch's log line counts them
+("rejected"). POST /v2/import/validate still reports every invalid message.
 ${DATABASE_HELP}
 
 Examples:

@@ -10,6 +10,7 @@ export type { SingerOptions, SingerStep } from "./singer.js";
 export { validateBatch } from "./validate.js";
 export type { BatchSummary, ValidateOptions } from "./validate.js";
 export type { LoaderOptions, ResolvedOptions } from "./options.js";
+export type { OnInvalid } from "./quarantine.js";
 export type { Batch, BatchMessage, JsonSchema, LoadResult, SequenceInput } from "./types.js";
 export {
   SeqloadError,

@@ -22,9 +22,10 @@ import {
 import { quoteIdent } from "./identifiers.js";
 import { LOCK_NAMESPACE, isUpToDate, migrateUp } from "./migrate.js";
 import { type KeyInput, type StoredSequence, maxSequence, storedSequences } from "./lookups.js";
-import { type LoaderOptions, type ResolvedOptions, guardPool, makePool, redactUrl, resolveOptions } from "./options.js";
+import { type LoaderOptions, type ResolvedOptions, checkOnInvalid, guardPool, makePool, redactUrl, resolveOptions } from "./options.js";
 import { type LoadValidated, loadBatches } from "./pipeline.js";
 import { needsDdl, planTable } from "./plan.js";
+import type { OnInvalid } from "./quarantine.js";
 import {
   Replan,
   type RouteContext,
@@ -32,7 +33,7 @@ import {
   applyInTransaction,
   applyOneStatement,
   createAndLoad,
-  fitsOneStatement,
+  isOneStatement,
   tableLockKey,
 } from "./route.js";
 import { type KyselyTransaction, type Session, kyselySession, pgSession } from "./session.js";
@@ -58,6 +59,8 @@ export interface LoadOptions {
   transaction?: KyselyTransaction;
   /** Validation limits: `maxMessages` refuses a longer batch before its records are validated (the HTTP server uses 20,000). */
   limits?: { maxMessages?: number };
+  /** Invalid messages: "fail" rejects the batch, "quarantine" writes them to seqload.rejected. Default: the loader's `onInvalid`. */
+  onInvalid?: OnInvalid;
 }
 
 export interface Loader {
@@ -139,7 +142,7 @@ export async function openLoader(input: LoaderOptions): Promise<OpenedLoader> {
   const loadValidated: LoadValidated = (v) => loadChecked(ctx, v, null);
   const loader: Loader = {
     loadBatch: (batch, loadOptions) => loadBatch(ctx, batch, loadOptions),
-    loadBatches: (batches) => loadBatches(loadValidated, batches),
+    loadBatches: (batches) => loadBatches(loadValidated, batches, options.onInvalid),
     maxSequence: (table) => maxSequence(pool, options.schema, table),
     sequences: (table, keys) => storedSequences(pool, options.schema, table, keys),
     pool,
@@ -155,14 +158,15 @@ export async function openLoader(input: LoaderOptions): Promise<OpenedLoader> {
 async function loadBatch(ctx: LoaderContext, batch: Batch | unknown, opts: LoadOptions = {}): Promise<LoadResult> {
   // An invalid batch throws before any SQL runs.
   if (opts.limits?.maxMessages !== undefined) checkMessageCount(batch, opts.limits.maxMessages);
-  const v = checkBatch(batch);
+  const onInvalid = opts.onInvalid === undefined ? ctx.options.onInvalid : checkOnInvalid(opts.onInvalid);
+  const v = checkBatch(batch, { onInvalid });
   return loadChecked(ctx, v, callerSession(opts));
 }
 
 /** A validated batch, in the caller's transaction (`caller`) or in the loader's own, retried. */
 async function loadChecked(ctx: LoaderContext, v: ValidatedBatch, caller: Session | null): Promise<LoadResult> {
-  // A valid batch keeps every one of its messages.
-  const received = v.messages.length;
+  // Every message of the batch is loaded or quarantined.
+  const received = v.messages.length + v.rejected.length;
   ctx.ready ??= prepare(ctx);
   await ctx.ready;
   if (caller !== null) return loadInCallerTransaction(ctx, caller, v, received);
@@ -260,7 +264,7 @@ async function loadOnce(ctx: LoaderContext, runner: Runner, v: ValidatedBatch, r
         plan = planTable(v, info);
       }
       const c = collapseBatch(v, plan.columns);
-      if (fitsOneStatement(ctx, c)) return await runner.single((s) => applyOneStatement(ctx, s, v, plan, c, received));
+      if (isOneStatement(ctx, v, c)) return await runner.single((s) => applyOneStatement(ctx, s, v, plan, c, received));
       return await runner.transaction((s) => applyInTransaction(ctx, s, v, plan, c, received));
     } catch (e) {
       // Another loader created, widened or extended the table since we cached its shape.

@@ -2,6 +2,7 @@
 import pg from "pg";
 import { ConfigurationError } from "./errors.js";
 import { identifierProblem } from "./identifiers.js";
+import { ON_INVALID_VALUES, type OnInvalid } from "./quarantine.js";
 
 export interface LoaderOptions {
   /** PostgreSQL URL. One of connectionString or pool is required. */
@@ -22,6 +23,12 @@ export interface LoaderOptions {
   poolSize?: number;
   /** statement_timeout (ms) on the connections of the pool seqload creates; 0 = none. Default 0. */
   statementTimeoutMs?: number;
+  /**
+   * A message that fails validation: "fail" rejects its whole batch (the Import API's rule);
+   * "quarantine" writes it to seqload.rejected in the batch's transaction and loads the rest.
+   * Problems of the batch as a whole reject it in either mode. Default "fail".
+   */
+  onInvalid?: OnInvalid;
 }
 
 export interface ResolvedOptions {
@@ -30,6 +37,7 @@ export interface ResolvedOptions {
   maxRetries: number;
   lockTimeoutMs: number;
   copyThreshold: number;
+  onInvalid: OnInvalid;
 }
 
 export function resolveOptions(input: LoaderOptions): ResolvedOptions {
@@ -47,7 +55,16 @@ export function resolveOptions(input: LoaderOptions): ResolvedOptions {
     maxRetries: nonNegativeInt("maxRetries", input.maxRetries, 5),
     lockTimeoutMs: nonNegativeInt("lockTimeoutMs", input.lockTimeoutMs, 5000),
     copyThreshold: nonNegativeInt("copyThreshold", input.copyThreshold ?? envThreshold(), 5000),
+    onInvalid: input.onInvalid === undefined ? "fail" : checkOnInvalid(input.onInvalid),
   };
+}
+
+/** An onInvalid value, checked (it may come from plain JavaScript or a config file). */
+export function checkOnInvalid(v: unknown): OnInvalid {
+  if (!(ON_INVALID_VALUES as readonly unknown[]).includes(v)) {
+    throw new ConfigurationError(`onInvalid must be "fail" or "quarantine", got ${JSON.stringify(v) ?? String(v)}`);
+  }
+  return v as OnInvalid;
 }
 
 /** SEQLOAD_COPY_THRESHOLD lets the test suite run every test through the COPY path too. */

@@ -8,6 +8,7 @@
  * (the loader's entry for validated batches): no validation is kept anywhere else.
  */
 import { performance } from "node:perf_hooks";
+import type { OnInvalid } from "./quarantine.js";
 import type { Batch, LoadResult } from "./types.js";
 import { type ValidatedBatch, checkBatch } from "./validate.js";
 
@@ -27,6 +28,8 @@ export interface PipelineSteps<T> {
   batch(item: T): unknown;
   /** Load one validated batch in a transaction of its own. */
   load: LoadValidated;
+  /** What validation does with an invalid message (the loader's onInvalid). Default "fail". */
+  onInvalid?: OnInvalid;
   /** The error to throw when an item's validation or load fails (default: that error itself). */
   failed?(item: T, error: unknown): unknown;
 }
@@ -72,7 +75,7 @@ export async function* loadInOrder<T>(items: AsyncIterable<T> | Iterable<T>, ste
       // its turn, after the results of the batches before it.
       let checked: Checked;
       try {
-        checked = { ok: true, batch: checkBatch(steps.batch(item)) };
+        checked = { ok: true, batch: checkBatch(steps.batch(item), { onInvalid: steps.onInvalid ?? "fail" }) };
       } catch (error) {
         checked = { ok: false, error };
       }
@@ -113,6 +116,7 @@ export async function* loadInOrder<T>(items: AsyncIterable<T> | Iterable<T>, ste
 export async function* loadBatches(
   load: LoadValidated,
   batches: AsyncIterable<Batch | unknown> | Iterable<Batch | unknown>,
+  onInvalid: OnInvalid = "fail",
 ): AsyncGenerator<LoadResult> {
-  for await (const loaded of loadInOrder(batches, { batch: (b) => b, load })) yield loaded.result;
+  for await (const loaded of loadInOrder(batches, { batch: (b) => b, load, onInvalid })) yield loaded.result;
 }

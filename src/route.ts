@@ -24,6 +24,7 @@ import { type CollapsedBatch, cellEncoder, collapseBatch } from "./collapse.js";
 import { type ColumnType, systemColumnsOf } from "./columns.js";
 import { quoteIdent, quoteQualified } from "./identifiers.js";
 import { LOCK_NAMESPACE } from "./migrate.js";
+import { insertRejected } from "./quarantine.js";
 import type { ResolvedOptions } from "./options.js";
 import { type TablePlan, addPrimaryKeyQuery, alterTableQuery, createTableQuery, planTable } from "./plan.js";
 import type { Session } from "./session.js";
@@ -100,7 +101,17 @@ export function shapeAfter(v: ValidatedBatch, plan: TablePlan): TableInfo {
 }
 
 function emptyResult(v: ValidatedBatch, c: CollapsedBatch, received: number): LoadResult {
-  return { table: v.table, received, collapsed: c.collapsed, inserted: 0, updated: 0, deleted: 0, skipped: 0 };
+  return { table: v.table, received, collapsed: c.collapsed, inserted: 0, updated: 0, deleted: 0, skipped: 0, rejected: v.rejected.length };
+}
+
+/** Messages of the batch that are neither rows to apply, nor collapsed, nor rejected: skipped. */
+function unapplied(v: ValidatedBatch, c: CollapsedBatch, received: number): number {
+  return received - v.rejected.length - c.collapsed - c.winners.length;
+}
+
+/** The batch's quarantined messages, into seqload.rejected in its transaction. */
+async function quarantine(ctx: RouteContext, s: Session, v: ValidatedBatch): Promise<void> {
+  if (v.rejected.length > 0) await insertRejected(s, ctx.options.schema, v.table, v.rejected);
 }
 
 /**
@@ -138,15 +149,21 @@ export async function createAndLoad(
     ...emptyResult(v, c, received),
     inserted: c.winners.length - c.deletes,
     deleted: c.deletes,
-    skipped: received - c.collapsed - c.winners.length,
+    skipped: unapplied(v, c, received),
   };
   await writeLog(ctx, s, v, c, result);
+  await quarantine(ctx, s, v);
   return { result, shape: shapeAfter(v, plan) };
 }
 
-/** Whether a batch can go as one statement: rows to apply, few enough for array parameters, no activate_version. */
+/** Whether a batch's rows can go as one statement: rows to apply, few enough for array parameters, no activate_version. */
 export function fitsOneStatement(ctx: RouteContext, c: CollapsedBatch): boolean {
   return c.winners.length > 0 && c.winners.length < ctx.options.copyThreshold && c.activations.length === 0;
+}
+
+/** Whether the whole batch is that one statement (outside a transaction): it also has no message to quarantine. */
+export function isOneStatement(ctx: RouteContext, v: ValidatedBatch, c: CollapsedBatch): boolean {
+  return fitsOneStatement(ctx, c) && v.rejected.length === 0;
 }
 
 /**
@@ -167,7 +184,7 @@ export async function applyOneStatement(
   const values = { ...arrayValues(c), ...logValues(ctx, v, c, received), staged: c.winners.length };
   const applied = await s.run<ApplyCounts>(statement, values);
   const result = { ...emptyResult(v, c, received), ...(applied.rows[0] as ApplyCounts) };
-  result.skipped += received - c.collapsed - c.winners.length;
+  result.skipped += unapplied(v, c, received);
   return result;
 }
 
@@ -183,7 +200,11 @@ export async function applyInTransaction(
   c: CollapsedBatch,
   received: number,
 ): Promise<LoadResult> {
-  if (fitsOneStatement(ctx, c)) return applyOneStatement(ctx, s, v, plan, c, received);
+  if (fitsOneStatement(ctx, c)) {
+    const result = await applyOneStatement(ctx, s, v, plan, c, received);
+    await quarantine(ctx, s, v);
+    return result;
+  }
   const result = emptyResult(v, c, received);
   if (c.winners.length > 0) {
     const copyClient = s.copyClient;
@@ -203,9 +224,10 @@ export async function applyInTransaction(
     if (retired.rowCount > 0) result.deleted += 1;
     else result.skipped += 1;
   } else {
-    result.skipped += received - c.collapsed - c.winners.length;
+    result.skipped += unapplied(v, c, received);
   }
   await writeLog(ctx, s, v, c, result);
+  await quarantine(ctx, s, v);
   return result;
 }
 
@@ -275,6 +297,7 @@ function logValues(ctx: RouteContext, v: ValidatedBatch, c: CollapsedBatch, rece
     minSequence: c.minSequence?.toString() ?? null,
     maxSequence: c.maxSequence?.toString() ?? null,
     tableVersion: v.tableVersion?.toString() ?? null,
+    rejected: v.rejected.length,
   };
 }
 

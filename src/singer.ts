@@ -13,9 +13,10 @@
  */
 import { BatchValidationError, SeqloadError, type ValidationIssue, validationIssue } from "./errors.js";
 import { identifierProblem, showName } from "./identifiers.js";
+import type { OnInvalid } from "./quarantine.js";
 import { parseSequence } from "./sequence.js";
 import type { Sequencer } from "./sequencer.js";
-import type { Batch, BatchMessage, JsonSchema } from "./types.js";
+import type { Batch, BatchMessage, JsonSchema, SequenceInput } from "./types.js";
 import { validateBatch } from "./validate.js";
 import { jsonText } from "./values.js";
 
@@ -29,6 +30,12 @@ export interface SingerOptions {
   sequenceProperty?: string;
   /** The sequencer of a stream's records (called once per stream, at its first SCHEMA). */
   sequencer: (stream: string) => Sequencer;
+  /**
+   * "fail" (default): an invalid RECORD throws a SingerInputError at its line. "quarantine": it
+   * goes into its batch like any other, for a loader with onInvalid "quarantine" to set aside
+   * (a record without its --sequence-property too). Malformed messages throw in either mode.
+   */
+  onInvalid?: OnInvalid;
 }
 
 /** What the caller does next, in order: load a batch, or release a STATE. */
@@ -130,6 +137,11 @@ export class SingerBatcher {
    * line cannot be parsed, so that an earlier invalid record is the one reported.
    */
   check(): void {
+    if (this.options.onInvalid === "quarantine") {
+      // The loader sets invalid records aside; the batch itself was checked at its SCHEMA.
+      for (const state of this.streams.values()) state.validated = state.messages.length;
+      return;
+    }
     let first: SingerInputError | null = null;
     for (const [stream, state] of this.streams) {
       if (state.validated === state.messages.length) continue;
@@ -296,6 +308,12 @@ export class SingerBatcher {
     const property = this.options.sequenceProperty;
     if (property !== undefined) {
       const v = parseSequence(record[property]);
+      if (typeof v === "string" && this.options.onInvalid === "quarantine") {
+        // Invalid as sent: the loader quarantines it with this sequence (or none) and its problem.
+        const sent = record[property] === undefined ? null : (record[property] as SequenceInput);
+        const steps = this.switchVersion(stream, state, version);
+        return this.append(stream, state, { action, sequence: sent as SequenceInput, data: record }, line, steps);
+      }
       if (typeof v === "string") {
         throw new SingerInputError(
           line,

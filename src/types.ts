@@ -51,4 +51,6 @@ export interface LoadResult {
   deleted: number;
   /** Messages not applied because the stored version's sequence was as high or higher (and activate_version messages that found nothing to retire). */
   skipped: number;
+  /** Invalid messages written to seqload.rejected instead (onInvalid "quarantine"; always 0 with "fail"). */
+  rejected: number;
 }

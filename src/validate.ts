@@ -10,6 +10,7 @@ import { type ColumnType, SYSTEM_COLUMN_NAMES, columnTypeForSchema } from "./col
 import { BatchValidationError, SCHEMA_MISMATCH, type ValidationIssue, type ValidationIssueKind, validationIssue } from "./errors.js";
 import { POSTGRES_SYSTEM_COLUMNS, identifierProblem } from "./identifiers.js";
 import { batchColumns } from "./plan.js";
+import { type OnInvalid, type RejectedRow, rejectedRows } from "./quarantine.js";
 import { parseSequence } from "./sequence.js";
 import type { JsonSchema } from "./types.js";
 import { dateProblem, dateTimeProblem, exactInteger, fitsInt64, isNumeric, jsonText, numericRangeProblem } from "./values.js";
@@ -34,6 +35,8 @@ export interface ValidatedBatch {
   beyondInt64: Set<string>;
   messages: ValidatedMessage[];
   tableVersion: bigint | null;
+  /** Invalid messages set aside for seqload.rejected (quarantine mode; always empty otherwise). */
+  rejected: RejectedRow[];
 }
 
 /** Summary returned by the public `validateBatch`. */
@@ -59,7 +62,15 @@ export interface ValidateOptions {
   maxIssues?: number;
   /** Largest number of messages accepted (default: unlimited; the HTTP server uses 20,000). */
   maxMessages?: number;
+  /**
+   * "fail" (default): any problem rejects the batch. "quarantine": a batch whose only problems are
+   * those of single messages is valid; those messages come back in `rejected` instead.
+   */
+  onInvalid?: OnInvalid;
 }
+
+/** Problems kept per message in quarantine mode (every message is checked there, however many fail). */
+const MAX_ISSUES_PER_MESSAGE = 100;
 
 /** JSON Pointer segment escaping (RFC 6901). */
 export function pointer(...parts: (string | number)[]): string {
@@ -172,15 +183,38 @@ function describeAjvError(e: ErrorObject, data: unknown): string {
   }
 }
 
-/** Collects the problems of one batch, up to a limit. */
+/**
+ * Collects the problems of one batch, up to a limit. In quarantine mode every message must be
+ * checked: the limit then applies to the batch's own problems, and each message keeps at most
+ * MAX_ISSUES_PER_MESSAGE.
+ */
 class Problems {
   readonly issues: ValidationIssue[] = [];
-  constructor(readonly max: number) {}
+  /** Problems of the batch as a whole (index null). */
+  batchCount = 0;
+  private lastIndex = -1;
+  private lastCount = 0;
+  constructor(
+    readonly max: number,
+    readonly quarantine: boolean,
+  ) {}
   get full(): boolean {
-    return this.issues.length >= this.max;
+    return this.quarantine ? this.batchCount >= this.max : this.issues.length >= this.max;
   }
   add(kind: ValidationIssueKind, index: number | null, path: string, message: string): void {
-    if (!this.full) this.issues.push(validationIssue(kind, index, path, message));
+    if (this.quarantine && index !== null) {
+      if (index !== this.lastIndex) {
+        this.lastIndex = index;
+        this.lastCount = 0;
+      }
+      if (this.lastCount >= MAX_ISSUES_PER_MESSAGE) return;
+      this.lastCount++;
+      this.issues.push(validationIssue(kind, index, path, message));
+      return;
+    }
+    if (this.full) return;
+    if (index === null) this.batchCount++;
+    this.issues.push(validationIssue(kind, index, path, message));
   }
   batch(path: string, message: string): void {
     this.add("batch", null, path, message);
@@ -207,6 +241,8 @@ interface MessageRules {
   intColumns: string[];
   /** Integer columns holding a value beyond int64 (planning makes them numeric). */
   beyondInt64: Set<string>;
+  /** Such columns of the message being checked: they count only if the message is valid. */
+  messageBeyondInt64: string[];
 }
 
 /**
@@ -230,7 +266,8 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
     throw new BatchValidationError([validationIssue("batch", null, "", `a batch must be a JSON object, got ${got}`)]);
   }
   const batch = input as Record<string, unknown>;
-  const problems = new Problems(options.maxIssues ?? 1000);
+  const quarantine = (options.onInvalid ?? "fail") === "quarantine";
+  const problems = new Problems(options.maxIssues ?? 1000, quarantine);
   const table = checkEnvelope(batch, problems);
   const schema = checkSchema(batch.schema, problems);
   const keyNames = checkKeys(batch.key_names, schema, problems);
@@ -243,10 +280,24 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
   if (batch.bookmark_names !== undefined && !Array.isArray(batch.bookmark_names)) {
     problems.batch("/bookmark_names", "bookmark_names must be an array");
   }
-  const rules: MessageRules = { schema, keyNames, tableVersion, ...typedColumns(schema.columns), beyondInt64: new Set() };
-  const messages = checkMessages(batch.messages, rules, options, problems);
-  if (problems.issues.length > 0) throw new BatchValidationError(problems.issues, table || null);
-  return { table, keyNames, columns: schema.columns, beyondInt64: rules.beyondInt64, messages, tableVersion };
+  const rules: MessageRules = {
+    schema,
+    keyNames,
+    tableVersion,
+    ...typedColumns(schema.columns),
+    beyondInt64: new Set(),
+    messageBeyondInt64: [],
+  };
+  let messages = checkMessages(batch.messages, rules, options, problems);
+  let rejected: RejectedRow[] = [];
+  if (problems.issues.length > 0) {
+    // Problems of the batch as a whole reject it whole, in either mode.
+    if (!quarantine || problems.batchCount > 0) throw new BatchValidationError(problems.issues.slice(0, problems.max), table || null);
+    const invalid = new Set(problems.issues.map((i) => i.index));
+    messages = messages.filter((m) => !invalid.has(m.index));
+    rejected = rejectedRows(batch.messages as unknown[], problems.issues, table);
+  }
+  return { table, keyNames, columns: schema.columns, beyondInt64: rules.beyondInt64, messages, tableVersion, rejected };
 }
 
 /** Unknown top-level fields and the table name. Returns the table name ("" when unusable). */
@@ -367,8 +418,12 @@ function checkMessages(raw: unknown, rules: MessageRules, options: ValidateOptio
     problems.batch("/messages", `the batch has ${raw.length} messages; at most ${options.maxMessages} are accepted`);
   } else {
     for (let index = 0; index < raw.length && !problems.full; index++) {
+      const before = problems.issues.length;
       const m = checkMessage(raw[index] as unknown, index, rules, problems);
       if (m !== null) messages.push(m);
+      // An integer beyond int64 widens its column only when its message is loaded.
+      if (problems.issues.length === before) for (const name of rules.messageBeyondInt64) rules.beyondInt64.add(name);
+      rules.messageBeyondInt64.length = 0;
     }
   }
   return messages;
@@ -482,7 +537,7 @@ function checkValues(
     if (typeof v === "number" && Number.isSafeInteger(v)) continue; // the common case, decided cheaply
     if (v === undefined || v === null || !isNumeric(v)) continue;
     if (exactInteger(v) === null) problem(name, `${typeof v === "object" ? v.value : String(v)} is not an integer`);
-    else if (!fitsInt64(v)) rules.beyondInt64.add(name); // stored exactly in a numeric column instead (plan.ts)
+    else if (!fitsInt64(v)) rules.messageBeyondInt64.push(name); // stored exactly in a numeric column instead (plan.ts)
   }
 }
 
@@ -563,5 +618,10 @@ function containsNonFinite(v: unknown): boolean {
  */
 export function validateBatch(batch: unknown, options: ValidateOptions = {}): BatchSummary {
   const v = checkBatch(batch, options);
-  return { table: v.table, keyNames: v.keyNames, received: v.messages.length, columns: Object.fromEntries(batchColumns(v)) };
+  return {
+    table: v.table,
+    keyNames: v.keyNames,
+    received: v.messages.length + v.rejected.length,
+    columns: Object.fromEntries(batchColumns(v)),
+  };
 }

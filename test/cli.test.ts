@@ -57,10 +57,10 @@ describe("seqload load", () => {
     const results = jsonLines(first.stdout);
     expect(results.map((o) => Object.keys(o))).toEqual(Array(4).fill(LOAD_RESULT_KEYS));
     expect(results).toEqual([
-      { table: "orders", received: 3, collapsed: 0, inserted: 3, updated: 0, deleted: 0, skipped: 0 },
-      { table: "orders", received: 4, collapsed: 1, inserted: 0, updated: 2, deleted: 0, skipped: 1 },
-      { table: "orders", received: 2, collapsed: 0, inserted: 1, updated: 0, deleted: 1, skipped: 0 },
-      { table: "orders", received: 1, collapsed: 0, inserted: 0, updated: 0, deleted: 0, skipped: 1 },
+      { table: "orders", received: 3, collapsed: 0, inserted: 3, updated: 0, deleted: 0, skipped: 0, rejected: 0 },
+      { table: "orders", received: 4, collapsed: 1, inserted: 0, updated: 2, deleted: 0, skipped: 1, rejected: 0 },
+      { table: "orders", received: 2, collapsed: 0, inserted: 1, updated: 0, deleted: 1, skipped: 0, rejected: 0 },
+      { table: "orders", received: 1, collapsed: 0, inserted: 0, updated: 0, deleted: 0, skipped: 1, rejected: 0 },
     ]);
     // Replaying changes nothing.
     const again = await load([path.join(EXAMPLES, "orders.jsonl"), "--json", "--schema", "json_flag"]);
@@ -88,7 +88,9 @@ describe("seqload load", () => {
     );
     const r1 = await load([f1, "--json"]);
     expect(r1.code).toBe(0);
-    expect(jsonLines(r1.stdout)).toEqual([{ table: "seq19", received: 2, collapsed: 1, inserted: 1, updated: 0, deleted: 0, skipped: 0 }]);
+    expect(jsonLines(r1.stdout)).toEqual([
+      { table: "seq19", received: 2, collapsed: 1, inserted: 1, updated: 0, deleted: 0, skipped: 0, rejected: 0 },
+    ]);
     expect(await rows("select v, _sequence::text as seq from seq19")).toEqual([{ v: "newer", seq: "1795465705836066501" }]);
 
     // Across batches: +1 replaces, an equal one does not.
@@ -169,7 +171,7 @@ describe("seqload load", () => {
     const dash = await load(["-", "--json"], text);
     expect(dash.code).toBe(0);
     expect(jsonLines(dash.stdout)).toEqual([
-      { table: "from_stdin", received: 1, collapsed: 0, inserted: 1, updated: 0, deleted: 0, skipped: 0 },
+      { table: "from_stdin", received: 1, collapsed: 0, inserted: 1, updated: 0, deleted: 0, skipped: 0, rejected: 0 },
     ]);
     const none = await runCli(["load", "--database-url", db.url], { input: batch("from_stdin", [{ seq: 2, id: 2, v: "none" }]) });
     expect(none.code).toBe(0);
@@ -297,25 +299,34 @@ describe("seqload migrate", () => {
       const migrate = (...args: string[]) => runCli(["migrate", ...args, "--database-url", fresh.url]);
       const before = await migrate("status", "--json");
       expect(before.code).toBe(0);
-      expect(JSON.parse(before.stdout)).toEqual({ executed: [], pending: ["0001_init", "0002_loads_max_sequence"] });
+      expect(JSON.parse(before.stdout)).toEqual({ executed: [], pending: ["0001_init", "0002_loads_max_sequence", "0004_rejected"] });
 
       const up = await migrate("up");
       expect(up.code).toBe(0);
       expect(up.stdout).toMatch(/^migrated 0001_init /m);
       expect(up.stdout).toMatch(/^migrated 0002_loads_max_sequence /m);
-      expect(up.stdout).toContain("applied: 0001_init, 0002_loads_max_sequence\npending: none");
+      expect(up.stdout).toMatch(/^migrated 0004_rejected /m);
+      expect(up.stdout).toContain("applied: 0001_init, 0002_loads_max_sequence, 0004_rejected\npending: none");
       expect((await migrate("up")).stdout).toContain("nothing to migrate");
 
       const status = await migrate("status");
-      expect(status.stdout).toBe("applied: 0001_init, 0002_loads_max_sequence\npending: none\n");
+      expect(status.stdout).toBe("applied: 0001_init, 0002_loads_max_sequence, 0004_rejected\npending: none\n");
 
       const down = await migrate("down");
       expect(down.code).toBe(0);
-      expect(down.stdout).toContain("reverted 0002_loads_max_sequence");
-      expect(down.stdout).toContain("applied: 0001_init\npending: 0002_loads_max_sequence");
+      expect(down.stdout).toContain("reverted 0004_rejected");
+      expect(down.stdout).toContain("applied: 0001_init, 0002_loads_max_sequence\npending: 0004_rejected");
+      // The down really undoes it: no seqload.rejected, no loads.rejected column.
+      const undone = await withClient(fresh.url, (c) =>
+        c.query(
+          "SELECT to_regclass('seqload.rejected') AS t, (SELECT count(*)::int FROM information_schema.columns WHERE table_schema = 'seqload' AND table_name = 'loads' AND column_name = 'rejected') AS c",
+        ),
+      );
+      expect(undone.rows).toEqual([{ t: null, c: 0 }]);
 
       await migrate("up");
       const all = await migrate("down", "--all");
+      expect(all.stdout).toContain("reverted 0004_rejected");
       expect(all.stdout).toContain("reverted 0002_loads_max_sequence");
       expect(all.stdout).toContain("reverted 0001_init");
       expect((await migrate("down")).stdout).toContain("nothing to revert");

@@ -30,7 +30,7 @@ describe.each([
         schema,
         messages: [...upserts([1, 2], 11), ...upserts([3], 9), ...upserts([4], 10), ...upserts([7, 8, 9], 1), ...upserts([9], 2)],
       });
-      expect(result).toEqual({ table, received: 8, collapsed: 1, inserted: 3, updated: 2, deleted: 0, skipped: 2 });
+      expect(result).toEqual({ table, received: 8, collapsed: 1, inserted: 3, updated: 2, deleted: 0, skipped: 2, rejected: 0 });
       const logged = await ctx.query(
         "SELECT received, collapsed, inserted, updated, deleted, skipped FROM seqload.loads WHERE table_name = $1 ORDER BY id DESC LIMIT 1",
         [table],

@@ -64,7 +64,7 @@ describe.each(PATHS)("deletes ($path path)", ({ copyThreshold }) => {
     const r = await loader.loadBatch(
       batch(t, [up(1, 2, "v2"), del(1, 3), up(1, 4, "v4"), up(2, 2, "v2"), del(2, 5), up(2, 4, "v4 but older than the delete")]),
     );
-    expect(r).toEqual({ table: t, received: 6, collapsed: 4, inserted: 0, updated: 1, deleted: 1, skipped: 0 });
+    expect(r).toEqual({ table: t, received: 6, collapsed: 4, inserted: 0, updated: 1, deleted: 1, skipped: 0, rejected: 0 });
     expect(await state(t)).toEqual([
       { id: "1", name: "v4", n: "4", seq: 4, deleted: false },
       { id: "2", name: "v1", n: "1", seq: 5, deleted: true },

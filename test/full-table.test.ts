@@ -22,7 +22,7 @@ describe.each(PATHS)("full-table replication ($path path)", ({ copyThreshold }) 
         { action: "activate_version", sequence: 20 },
       ],
     });
-    expect(v1).toEqual({ table: t, received: 5, collapsed: 1, inserted: 3, updated: 0, deleted: 0, skipped: 1 });
+    expect(v1).toEqual({ table: t, received: 5, collapsed: 1, inserted: 3, updated: 0, deleted: 0, skipped: 1, rejected: 0 });
     const v2 = await loader.loadBatch({
       table_name: t,
       key_names: ["id"],
@@ -33,7 +33,7 @@ describe.each(PATHS)("full-table replication ($path path)", ({ copyThreshold }) 
         { action: "activate_version", sequence: 40 },
       ],
     });
-    expect(v2).toEqual({ table: t, received: 3, collapsed: 0, inserted: 0, updated: 2, deleted: 1, skipped: 0 });
+    expect(v2).toEqual({ table: t, received: 3, collapsed: 0, inserted: 0, updated: 2, deleted: 1, skipped: 0, rejected: 0 });
     expect(
       await ctx.query(`select id, name, _table_version::int as v, _deleted_at is not null as deleted from "${t}" order by id`),
     ).toEqual([
@@ -71,7 +71,7 @@ describe("target-stitch's real request body", () => {
     const text = readFileSync(new URL("./fixtures/target-stitch-request.json", import.meta.url), "utf8");
     const batch = parseJson(text) as { table_name: string };
     const r = await loader.loadBatch(batch);
-    expect(r).toEqual({ table: "customers", received: 5, collapsed: 2, inserted: 2, updated: 0, deleted: 0, skipped: 1 });
+    expect(r).toEqual({ table: "customers", received: 5, collapsed: 2, inserted: 2, updated: 0, deleted: 0, skipped: 1, rejected: 0 });
     expect(
       await ctx.query(
         `select id, name, has_magic, updated_at, _sequence::text, _table_version::text, _deleted_at from customers order by id`,

@@ -38,7 +38,7 @@ describe.each(PATHS)("sequencing rules ($path path)", ({ copyThreshold }) => {
     await loader.loadBatch(b);
     const before = await ctx.query(`select *, xmin::text as x from "${t}" order by id`);
     const r = await loader.loadBatch(b);
-    expect(r).toEqual({ table: t, received: 3, collapsed: 0, inserted: 0, updated: 0, deleted: 0, skipped: 3 });
+    expect(r).toEqual({ table: t, received: 3, collapsed: 0, inserted: 0, updated: 0, deleted: 0, skipped: 3, rejected: 0 });
     expect(await ctx.query(`select *, xmin::text as x from "${t}" order by id`)).toEqual(before);
   });
 
@@ -138,7 +138,16 @@ describe.each(PATHS)("sequencing rules ($path path)", ({ copyThreshold }) => {
     const loader = await ctx.loader({ copyThreshold });
     const t = uniqueTable("keyless");
     const b: Batch = { table_name: t, schema, messages: [up(1, 1, "a"), up(1, 1, "a"), up(1, 0, "older")] };
-    expect(await loader.loadBatch(b)).toEqual({ table: t, received: 3, collapsed: 0, inserted: 3, updated: 0, deleted: 0, skipped: 0 });
+    expect(await loader.loadBatch(b)).toEqual({
+      table: t,
+      received: 3,
+      collapsed: 0,
+      inserted: 3,
+      updated: 0,
+      deleted: 0,
+      skipped: 0,
+      rejected: 0,
+    });
     expect(await loader.loadBatch({ ...b, key_names: [] })).toMatchObject({ inserted: 3 });
     expect(await ctx.query(`select count(*)::int as n from "${t}"`)).toEqual([{ n: 6 }]);
   });
@@ -158,7 +167,7 @@ describe.each(PATHS)("sequencing rules ($path path)", ({ copyThreshold }) => {
         up(4, 10, "tie with stored"), // skipped
       ]),
     );
-    expect(r).toEqual({ table: t, received: 7, collapsed: 2, inserted: 1, updated: 1, deleted: 1, skipped: 2 });
+    expect(r).toEqual({ table: t, received: 7, collapsed: 2, inserted: 1, updated: 1, deleted: 1, skipped: 2, rejected: 0 });
     expect(r.received).toBe(r.collapsed + r.inserted + r.updated + r.deleted + r.skipped);
     expect(await ctx.query(`select id, v, _deleted_at is not null as deleted from "${t}" order by id`)).toEqual([
       { id: "1", v: "updated", deleted: false },

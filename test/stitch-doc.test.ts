@@ -17,7 +17,7 @@ describe.each(PATHS)("Stitch record-sequencing document ($path path)", ({ copyTh
       schema,
       messages: [{ action: "upsert", sequence: 1574800199000, data: { id: 1, name: "Finn", age: 15, has_magic: false } }],
     });
-    expect(r).toEqual({ table, received: 1, collapsed: 0, inserted: 1, updated: 0, deleted: 0, skipped: 0 });
+    expect(r).toEqual({ table, received: 1, collapsed: 0, inserted: 1, updated: 0, deleted: 0, skipped: 0, rejected: 0 });
     const rows = await ctx.query(`select id, name, age, has_magic, _sequence, _deleted_at from "${table}"`);
     expect(rows).toEqual([{ id: "1", name: "Finn", age: "15", has_magic: false, _sequence: "1574800199000", _deleted_at: null }]);
   });
@@ -53,7 +53,7 @@ describe.each(PATHS)("Stitch record-sequencing document ($path path)", ({ copyTh
       key_names: ["id"],
       schema: { properties: { id: { type: "integer" }, name: { type: "string" }, has_magic: { type: "boolean" } } },
     });
-    expect(r).toEqual({ table, received: 3, collapsed: 1, inserted: 2, updated: 0, deleted: 0, skipped: 0 });
+    expect(r).toEqual({ table, received: 3, collapsed: 1, inserted: 2, updated: 0, deleted: 0, skipped: 0, rejected: 0 });
     expect(await ctx.query(`select id, name, has_magic, _sequence::text from "${table}" order by id`)).toEqual([
       { id: "1", name: "Finn", has_magic: false, _sequence: "1574807356000" },
       { id: "2", name: "Jake", has_magic: false, _sequence: "1574807445000" },

@@ -79,7 +79,7 @@ export function cost(t: Timed<unknown>): Pick<Measurement, "seconds" | "peakRssM
 }
 
 export function sumCounts(results: LoadResult[]): LoadCounts {
-  const c: LoadCounts = { received: 0, collapsed: 0, inserted: 0, updated: 0, deleted: 0, skipped: 0 };
+  const c: LoadCounts = { received: 0, collapsed: 0, inserted: 0, updated: 0, deleted: 0, skipped: 0, rejected: 0 };
   for (const r of results) {
     c.received += r.received;
     c.collapsed += r.collapsed;
@@ -87,6 +87,7 @@ export function sumCounts(results: LoadResult[]): LoadCounts {
     c.updated += r.updated;
     c.deleted += r.deleted;
     c.skipped += r.skipped;
+    c.rejected += r.rejected;
   }
   return c;
 }

@@ -9,8 +9,11 @@ const COUNTS = ["received", "inserted", "updated", "deleted", "skipped", "collap
 
 /** `x.jsonl:3 (batch 3): table customers: received 3, inserted 2, … (12 ms)` */
 export function summaryLine(place: string, r: LoadResult, ms: number): string {
-  return `${place}: table ${r.table}: ${COUNTS.map((k) => `${k} ${r[k]}`).join(", ")} (${formatDuration(ms)})`;
+  return `${place}: table ${r.table}: ${COUNTS.map((k) => `${k} ${r[k]}`).join(", ")}${rejectedPart(r.rejected)} (${formatDuration(ms)})`;
 }
+
+/** ", rejected N (in seqload.rejected)" when quarantine set messages aside; nothing otherwise. */
+const rejectedPart = (n: number): string => (n > 0 ? `, rejected ${n} (in seqload.rejected)` : "");
 
 export interface Totals {
   batches: number;
@@ -20,19 +23,30 @@ export interface Totals {
   deleted: number;
   skipped: number;
   collapsed: number;
+  rejected: number;
 }
 
-export const emptyTotals = (): Totals => ({ batches: 0, received: 0, inserted: 0, updated: 0, deleted: 0, skipped: 0, collapsed: 0 });
+export const emptyTotals = (): Totals => ({
+  batches: 0,
+  received: 0,
+  inserted: 0,
+  updated: 0,
+  deleted: 0,
+  skipped: 0,
+  collapsed: 0,
+  rejected: 0,
+});
 
 export function addToTotals(t: Totals, r: LoadResult): void {
   t.batches++;
   for (const k of COUNTS) t[k] += r[k];
+  t.rejected += r.rejected;
 }
 
 export function totalsLine(t: Totals, ms: number): string {
   // A rate over a short load mostly measures start-up; show it for loads of a second or more.
   const rate = ms >= 1000 ? `, ${Math.round((t.received / ms) * 1000).toLocaleString("en-US")} messages/s` : "";
-  return `loaded ${t.batches} batch${t.batches === 1 ? "" : "es"}: ${COUNTS.map((k) => `${k} ${t[k]}`).join(", ")} (${formatDuration(ms)}${rate})`;
+  return `loaded ${t.batches} batch${t.batches === 1 ? "" : "es"}: ${COUNTS.map((k) => `${k} ${t[k]}`).join(", ")}${rejectedPart(t.rejected)} (${formatDuration(ms)}${rate})`;
 }
 
 /** A result column: its name and whether PostgreSQL's type is numeric (right-aligned, bare in JSON). */

@@ -1,6 +1,6 @@
 /** `seqload load`: every batch of every input, in order, each in its own transaction. */
 import { performance } from "node:perf_hooks";
-import type { LoadResult } from "../index.js";
+import type { LoadResult, OnInvalid } from "../index.js";
 import { type Loader, openLoader } from "../loader.js";
 import { loadInOrder } from "../pipeline.js";
 import { openDatabase } from "./database.js";
@@ -15,6 +15,8 @@ export interface LoadFlags {
   databaseUrl?: string;
   schema?: string;
   json?: boolean;
+  /** --on-invalid: fail (default) or quarantine. */
+  onInvalid?: OnInvalid;
 }
 
 /** Exactly the LoadResult fields, in their documented order. */
@@ -27,6 +29,7 @@ const asJson = (r: LoadResult): string =>
     updated: r.updated,
     deleted: r.deleted,
     skipped: r.skipped,
+    rejected: r.rejected,
   });
 
 /** Every batch of every input, in order. */
@@ -50,7 +53,11 @@ export async function loadCommand(files: string[], flags: LoadFlags, io: Io): Pr
   const started = performance.now();
   let loader: Loader | null = null;
   try {
-    const opened = await openLoader({ pool: db.pool, ...(flags.schema !== undefined ? { schema: flags.schema } : {}) });
+    const opened = await openLoader({
+      pool: db.pool,
+      ...(flags.schema !== undefined ? { schema: flags.schema } : {}),
+      ...(flags.onInvalid !== undefined ? { onInvalid: flags.onInvalid } : {}),
+    });
     loader = opened.loader;
     // Pipelined: the next batch is read, parsed and validated while the database applies this one;
     // batches still commit one at a time, in order (src/pipeline.ts, which validates each batch
@@ -58,6 +65,7 @@ export async function loadCommand(files: string[], flags: LoadFlags, io: Io): Pr
     const steps = loadInOrder(allBatches(inputs, counter), {
       batch: (b) => b.value,
       load: opened.loadValidated,
+      onInvalid: opened.loader.options.onInvalid,
       failed: (b, e) => batchError(batchPlace(b.input.name, b.line, b.number), e),
     });
     for await (const { item: batch, result, ms } of steps) {

@@ -8,6 +8,7 @@ import { openDatabase } from "./database.js";
 import { CliError, EXIT_OK } from "./errors.js";
 import { limitHeapGrowth } from "./heap.js";
 import type { Io } from "./io.js";
+import type { OnInvalid } from "../quarantine.js";
 import type { RunningServer } from "../serve.js";
 
 export interface ServeFlags {
@@ -15,6 +16,8 @@ export interface ServeFlags {
   host?: string;
   databaseUrl?: string;
   schema?: string;
+  /** --on-invalid: fail (default) or quarantine. */
+  onInvalid?: OnInvalid;
   token?: string[];
   tokensFile?: string;
   maxSchemasCached?: string;
@@ -148,7 +151,11 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
   let server: RunningServer;
   try {
     server = await startServer({
-      loaderOptions: { pool: db.pool, ...(flags.schema !== undefined ? { schema: flags.schema } : {}) },
+      loaderOptions: {
+        pool: db.pool,
+        ...(flags.schema !== undefined ? { schema: flags.schema } : {}),
+        ...(flags.onInvalid !== undefined ? { onInvalid: flags.onInvalid } : {}),
+      },
       port,
       host,
       tokens,

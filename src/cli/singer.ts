@@ -23,6 +23,8 @@ export interface SingerFlags {
   schema?: string;
   batchSize?: string;
   sequenceProperty?: string;
+  /** --on-invalid: fail (default: exit 2 at an invalid RECORD) or quarantine (into seqload.rejected). */
+  onInvalid?: string;
 }
 
 const STDIN = "<stdin>";
@@ -78,6 +80,7 @@ const CONFIG_KEYS = {
   schema: "schema",
   batch_size: "batchSize",
   sequence_property: "sequenceProperty",
+  on_invalid: "onInvalid",
 } as const;
 
 async function withConfig(flags: SingerFlags): Promise<SingerFlags> {
@@ -105,6 +108,10 @@ export async function singerCommand(given: SingerFlags, io: Io): Promise<number>
   const flags = await withConfig(given);
   const batchSize = positiveInt("--batch-size", flags.batchSize, DEFAULT_SINGER_BATCH_SIZE);
   const sequenceProperty = flags.sequenceProperty;
+  const onInvalid = flags.onInvalid ?? "fail";
+  if (onInvalid !== "fail" && onInvalid !== "quarantine") {
+    throw new CliError(`--on-invalid (on_invalid) must be fail or quarantine, got ${JSON.stringify(onInvalid)}`);
+  }
   if (sequenceProperty !== undefined && sequenceProperty === "") throw new CliError("--sequence-property must name a record property");
   if (process.stdin.isTTY) throw new CliError("no input: pipe a Singer tap into stdin (e.g. `tap-foo | seqload singer`); see --help");
   const db = await openDatabase({ databaseUrl: flags.databaseUrl, log: io.err });
@@ -116,13 +123,14 @@ export async function singerCommand(given: SingerFlags, io: Io): Promise<number>
   let loadFailure: unknown = null; // the error of a batch that failed to load
   let waitForLoad = async (): Promise<void> => {};
   try {
-    loader = await createLoader({ pool: db.pool, ...(flags.schema !== undefined ? { schema: flags.schema } : {}) });
+    loader = await createLoader({ pool: db.pool, onInvalid, ...(flags.schema !== undefined ? { schema: flags.schema } : {}) });
     const ready = loader;
     // Each stream's sequencer starts above what its table holds, so a later run's records win over
     // an earlier run's even when this host's clock is behind (or stepped back since).
     const after = new Map<string, bigint | null>();
     const batcher = new SingerBatcher({
       batchSize,
+      onInvalid,
       ...(sequenceProperty !== undefined ? { sequenceProperty } : {}),
       sequencer: (stream) => createSequencer({ after: after.get(stream) ?? null }),
     });

@@ -1,0 +1,2 @@
+ALTER TABLE seqload.loads DROP COLUMN rejected;
+DROP TABLE seqload.rejected;
