@@ -9,7 +9,7 @@ import { assertBuilt, batch, EXAMPLES, jsonLines, runCli } from "./fixtures/cli/
 
 let db: TestDatabase;
 let tmp: string;
-const LOAD_RESULT_KEYS = ["table", "received", "collapsed", "inserted", "updated", "deleted", "skipped"];
+const LOAD_RESULT_KEYS = ["table", "received", "collapsed", "inserted", "updated", "deleted", "skipped", "rejected"];
 
 beforeAll(async () => {
   assertBuilt();
