@@ -133,6 +133,31 @@ describe.each(MODES)("loadBatch in the caller's transaction ($mode)", ({ inTrans
     expect(await loadLogRows(t)).toBe(1);
   });
 
+  it("quarantine: the rejected rows live and die with the caller's transaction (large batch too)", async () => {
+    const t = uniqueTable("quarantine");
+    const rejectedRows = async () =>
+      (await ctx.query<{ n: number }>("select count(*)::int as n from seqload.rejected where table_name = $1", [t]))[0]?.n;
+    const mixed = (sequence: number, n: number): Batch => {
+      const b = batch(
+        t,
+        sequence,
+        Array.from({ length: n }, (_, i) => i + 1),
+      );
+      b.messages.push({ action: "upsert", sequence, data: { id: "bad", v: "x" } }, { action: "upsert", sequence, data: { v: "no key" } });
+      return b;
+    };
+    await inTransaction("rollback", (option) => loader.loadBatch(mixed(1, 3), { ...option, onInvalid: "quarantine" }));
+    expect(await rejectedRows()).toBe(0);
+    expect(await tableExists(t)).toBe(false);
+    const r = await inTransaction("commit", (option) => loader.loadBatch(mixed(2, 6000), { ...option, onInvalid: "quarantine" }));
+    expect(r).toMatchObject({ received: 6002, inserted: 6000, rejected: 2 });
+    expect(await rejectedRows()).toBe(2);
+    expect(await rowCount(t)).toBe(6000);
+    await inTransaction("rollback", (option) => loader.loadBatch(mixed(3, 6000), { ...option, onInvalid: "quarantine" }));
+    expect(await rejectedRows()).toBe(2);
+    expect(await loadLogRows(t)).toBe(1);
+  });
+
   it("a new table rolled back leaves no table, registry or load-log row, and the loader does not believe in it", async () => {
     const t = uniqueTable("rolledback");
     await inTransaction("rollback", (option) => loader.loadBatch(batch(t, 1, [1, 2]), option));
