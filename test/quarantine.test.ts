@@ -222,3 +222,40 @@ describe.each(PATHS)("quarantine with deletes and collapse ($path path)", ({ cop
     expect(r).toEqual({ table: t, received: 6, collapsed: 1, inserted: 1, updated: 0, deleted: 1, skipped: 1, rejected: 2 });
   });
 });
+
+describe("quarantine: every message is checked", () => {
+  it("sets aside 1,500 invalid messages (past the 1,000-problem cap of fail mode) and loads the rest", async () => {
+    const loader = await ctx.loader({ onInvalid: "quarantine" });
+    const t = uniqueTable("many");
+    const messages = Array.from({ length: 3000 }, (_, i) => (i % 2 === 0 ? up(i, i) : up(`bad ${i}`, i)));
+    const r = await loader.loadBatch(batchOf(t, messages));
+    expect(r).toMatchObject({ received: 3000, inserted: 1500, rejected: 1500 });
+    expect(
+      await ctx.query(
+        "SELECT count(*)::int AS n, min(sequence::int) AS lo, max(sequence::int) AS hi FROM seqload.rejected WHERE table_name = $1",
+        [t],
+      ),
+    ).toEqual([{ n: 1500, lo: 1, hi: 2999 }]);
+  });
+
+  it("an integer beyond int64 in a rejected message does not widen its column", async () => {
+    const loader = await ctx.loader({ onInvalid: "quarantine" });
+    const t = uniqueTable("widen");
+    const big = parseJson('{"action":"upsert","sequence":2,"data":{"id":12345678901234567890123,"v":7}}');
+    const r = await loader.loadBatch(batchOf(t, [up(1, 1), big]));
+    expect(r).toMatchObject({ inserted: 1, rejected: 1 });
+    const type = await ctx.query("SELECT data_type FROM information_schema.columns WHERE table_name = $1 AND column_name = 'id'", [t]);
+    expect(type).toEqual([{ data_type: "bigint" }]);
+  });
+
+  it("a message that cannot be written as JSON (a cycle, from the library) rejects the batch whole: nothing is lost", async () => {
+    const loader = await ctx.loader({ onInvalid: "quarantine" });
+    const t = uniqueTable("cycle");
+    const data: Record<string, unknown> = { id: 1, v: "x" };
+    data.self = data;
+    const batch = { ...batchOf(t, [up(1, 1)]), schema: { properties: { ...schema.properties, self: { type: "object" } } } };
+    batch.messages.push({ action: "upsert", sequence: 2, data });
+    await expect(loader.loadBatch(batch)).rejects.toThrow(/cannot be quarantined: not writable as JSON/);
+    expect(await rejectedOf(t)).toEqual([]);
+  });
+});
