@@ -7,6 +7,7 @@
  * the bare INSERT and is counted by the caller (loader.ts) from the command tag.
  */
 import { type CollapsedBatch, cellEncoder } from "./collapse.js";
+import { prefilterJoin } from "./citus.js";
 import { COLUMN_SQL } from "./columns.js";
 import type { ValidatedMessage } from "./validate.js";
 import { quoteIdent, quoteQualified } from "./identifiers.js";
@@ -28,6 +29,8 @@ export interface ApplySqlInput {
    * turn the filter into a scan of the whole table on every batch.
    */
   prefilter: boolean;
+  /** Pre-filter with an outer join instead of NOT EXISTS (Citus refuses the correlated subquery over a local table). */
+  prefilterJoin?: boolean;
   /**
    * Number of the parameter holding the count of staged rows (needed for `skipped`); null for the
    * bare INSERT without RETURNING, counts or log row (the caller counts from the command tag).
@@ -55,6 +58,7 @@ export function applySql(input: ApplySqlInput): string {
   let conflict = "";
   let order = "";
   let prefilter = "";
+  let source = input.source;
   if (keyNames.length > 0) {
     // A delete keeps the row's other columns (a tombstone); an upsert replaces them all.
     const sets = batch.columns
@@ -67,14 +71,16 @@ export function applySql(input: ApplySqlInput): string {
     // Rows whose stored version is already as new never reach ON CONFLICT, which would lock (and
     // so write) every such row just to find the guard false. Racy on its own, but only ever as an
     // optimisation: the guard in ON CONFLICT still decides for every row that gets through.
-    if (input.prefilter) {
+    if (input.prefilter && input.prefilterJoin) {
+      ({ from: source, where: prefilter } = prefilterJoin(input.schema, input.table, keyNames, keyPositions, input.source)); // HOOK(citus)
+    } else if (input.prefilter) {
       const match = keyNames.map((k, i) => `x.${quoteIdent(k)} = s.c${keyPositions[i]}`).join(" AND ");
       prefilter = `WHERE NOT EXISTS (SELECT 1 FROM ${quotedTable} AS x WHERE ${match} AND x."_sequence" >= s._sequence)`;
     }
   }
   const insert = `INSERT INTO ${quotedTable} AS t (${targetColumns.join(", ")})
   SELECT ${selectList.join(", ")}
-  FROM ${input.source}
+  FROM ${source}
   ${prefilter}
   ${order}
   ${conflict}`;

@@ -10,6 +10,7 @@ export {
   BatchValidationError,
   KeyMismatchError,
   TableShapeError,
+  DistributionChangeError,
   ConnectionError,
   DatabaseError,
   RetryExhaustedError,
@@ -19,3 +20,4 @@ export type { ValidationIssue } from "./errors.js";
 export { migrateUp, migrateDown, migrationStatus } from "./migrate.js";
 export type { MigrationStatus } from "./migrate.js";
 export type { ColumnType } from "./columns.js";
+export type { DistributeMode } from "./citus.js";

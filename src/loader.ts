@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import type pg from "pg";
 import { type ApplyCounts, activateVersionSql, applySql, logParams, staleSampleParams, staleSampleSql } from "./apply.js";
 import { type TableInfo, readTableInfo } from "./catalog.js";
+import { type Citus, checkAlterOnCitus, chooseDistribution, detectCitus, distributeNewTable, staleSampleJoinSql } from "./citus.js";
 import { type CollapsedBatch, collapseBatch } from "./collapse.js";
 import { ConnectionError, RetryExhaustedError, SeqloadError, isConnectionError, isTransient, wrapPgError } from "./errors.js";
 import { quoteIdent, quoteQualified } from "./identifiers.js";
@@ -68,10 +69,13 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
   const statements = new Map<string, { name: string; text: string }>();
   const stats: LoaderStats = { batches: 0, retries: 0, replans: 0 };
   let ready: Promise<void> | null = null;
+  /** The citus extension of the target database, or null (set by prepare). */
+  let citus: Citus | null = null;
 
   async function prepare(): Promise<void> {
     try {
       if (options.migrate && !(await isUpToDate(pool))) await migrateUp(pool);
+      citus = await detectCitus(pool); // HOOK(citus)
       const r = await pool.query<{ ok: boolean }>("SELECT to_regnamespace($1) IS NOT NULL AS ok", [quoteIdent(options.schema)]);
       if (!r.rows[0]?.ok) {
         await inTransaction(async (client) => {
@@ -141,6 +145,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
       if (!info.exists) throw new Replan();
       const plan = planTable(v, info);
       const ddl = alterTableSql(options.schema, v.table, plan);
+      if (ddl !== null && citus !== null) await checkAlterOnCitus(client, options.schema, v.table, plan); // HOOK(citus)
       if (ddl !== null) {
         await client.query(ddl);
         await client.query(loadSql("register-table"), [options.schema, v.table, v.keyNames, registryColumns(plan)]);
@@ -160,7 +165,8 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
     const n = Math.min(PREFILTER_SAMPLE, c.winners.length);
     const step = c.winners.length / n;
     const sample = Array.from({ length: n }, (_, i) => c.winners[Math.floor(i * step)] as ValidatedMessage);
-    const r = await client.query<{ stale: number }>(staleSampleSql(options.schema, v.table, v.keyNames, c), staleSampleParams(c, sample));
+    const text = (citus === null ? staleSampleSql : staleSampleJoinSql)(options.schema, v.table, v.keyNames, c); // HOOK(citus)
+    const r = await client.query<{ stale: number }>(text, staleSampleParams(c, sample));
     return (r.rows[0]?.stale ?? 0) > 0;
   }
 
@@ -208,7 +214,8 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
       // A large batch without deletes takes its counts from the command tag and the transaction's
       // own statistics rather than from RETURNING, whose million-row result PostgreSQL would
       // materialise just to be counted. (Deletes must be told apart from updates: RETURNING.)
-      const updatedBefore = copy && c.deletes === 0 ? await tuplesUpdated(client, quotedTable) : null;
+      // HOOK(citus): on Citus neither the command tag nor the coordinator's statistics count rows written on the workers.
+      const updatedBefore = copy && c.deletes === 0 && citus === null ? await tuplesUpdated(client, quotedTable) : null;
       const counted = updatedBefore !== null;
       let stagedParam: number | null = null;
       let firstLogParam: number | null = null;
@@ -230,6 +237,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
           tableVersionParam,
           stagedParam,
           prefilter,
+          prefilterJoin: citus !== null, // HOOK(citus)
           firstLogParam,
         });
       let query: pg.QueryConfig;
@@ -297,6 +305,8 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
       const fast = c.winners.length >= options.copyThreshold && c.activations.length === 0 && v.tableVersion === null;
       await client.query(createTableSql(options.schema, v.table, v.keyNames, plan, !fast));
       await client.query(loadSql("register-table"), [options.schema, v.table, v.keyNames, registryColumns(plan)]);
+      // HOOK(citus): distributed while still empty, before any row, in the transaction that created it.
+      await distributeNewTable(client, options.schema, v.table, chooseDistribution(citus, options.distribute, v.keyNames));
       let result: LoadResult;
       if (fast) {
         await copyRows(client, quoteQualified(options.schema, v.table), c.columns.map(quoteIdent), c, "timestamp");
