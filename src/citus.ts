@@ -44,6 +44,9 @@ export interface Citus {
 export type Distribution =
   { kind: "hash"; column: string } | { kind: "local" | "single_shard" | "reference" | "citus_local" | "other"; column: null };
 
+/** Longer table names get shortened shard names (name + "_pkey" + "_" + a shard id up to 20 digits must fit 63 bytes). */
+const LONG_NAME_BYTES = 63 - "_pkey".length - 1 - 20;
+
 const detected = new WeakMap<pg.Pool, Promise<Citus | null>>();
 
 /** The citus extension in the pool's database, or null; asked once per pool. */
@@ -75,6 +78,13 @@ export function chooseDistribution(citus: Citus | null, mode: DistributeMode, ke
  */
 export async function distributeNewTable(client: Queryable, schema: string, table: string, distribution: Distribution): Promise<void> {
   const quotedTable = quoteQualified(schema, table);
+  if (distribution.kind !== "local" && Buffer.byteLength(table, "utf8") > LONG_NAME_BYTES) {
+    // Shard names are the table's (or its key's) name plus "_<shard id>"; too long for 63 bytes,
+    // Citus shortens them with a hash, and creating such shards over parallel connections in the
+    // transaction that created the table deadlocks (found with 63-byte names). One connection per
+    // worker for the rest of this transaction avoids it.
+    await client.query("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'");
+  }
   if (distribution.kind === "hash") {
     await client.query("SELECT create_distributed_table($1::regclass, $2)", [quotedTable, distribution.column]);
   } else if (distribution.kind === "single_shard") {

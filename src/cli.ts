@@ -9,6 +9,7 @@
 import { readFileSync } from "node:fs";
 import { Argument, Command, CommanderError, Option } from "commander";
 import { describeError, EXIT_FAILURE, EXIT_OK } from "./cli/errors.js";
+import type { LoadFlags } from "./cli/load.js";
 import type { ServeFlags } from "./cli/serve.js";
 import { flushOutput, processIo } from "./cli/io.js";
 
@@ -52,6 +53,11 @@ Exit codes:
 
 const databaseUrlOption = () => new Option("--database-url <url>", "PostgreSQL URL (default: DATABASE_URL, else the embedded PostgreSQL)");
 const schemaOption = (what: string) => new Option("--schema <name>", what);
+const distributeOption = () =>
+  new Option(
+    "--distribute <mode>",
+    "on a Citus coordinator: auto distributes new tables (keyed: on the first key), off keeps them local",
+  ).choices(["auto", "off"]);
 
 function buildProgram(): Command {
   const program = new Command()
@@ -80,6 +86,7 @@ Run "seqload help COMMAND" or "seqload COMMAND --help" for a command's flags and
     .argument("[files...]", 'files of batches; "-" or none reads stdin')
     .addOption(databaseUrlOption())
     .addOption(schemaOption("schema of the data tables (default: public)"))
+    .addOption(distributeOption())
     .option("--json", "print one LoadResult JSON object per loaded batch on stdout, and nothing else")
     .addHelpText(
       "after",
@@ -99,7 +106,7 @@ Examples:
   $ cat batches.jsonl | seqload load - --json --schema staging
   $ DATABASE_URL=postgres://localhost/warehouse seqload load export.json`,
     )
-    .action(async (files: string[], flags: { databaseUrl?: string; schema?: string; json?: boolean }) => {
+    .action(async (files: string[], flags: LoadFlags) => {
       const { loadCommand } = await import("./cli/load.js");
       process.exitCode = await loadCommand(files, flags, io);
     });
@@ -180,6 +187,7 @@ Examples:
     .option("--host <host>", "address to listen on; 0.0.0.0 for all", DEFAULT_HOST)
     .addOption(databaseUrlOption())
     .addOption(schemaOption("schema of the data tables (default: public)"))
+    .addOption(distributeOption())
     .option("--token <token>", "accept this bearer token (repeatable; also SEQLOAD_TOKENS=a,b)", (t: string, all: string[] = []) => [
       ...all,
       t,

@@ -125,6 +125,9 @@ export const TRANSIENT_CODES: Readonly<Record<string, string>> = {
   "40P01": "deadlock detected",
   "40001": "serialization failure",
   "55P03": "lock not available (lock_timeout)",
+  // Citus: the coordinator lost its connection to a worker mid-statement ("failed to COPY to
+  // shard …"); it rolls the distributed transaction back, so the batch can run again.
+  "58030": "I/O error (on Citus: a connection from the coordinator to a worker broke)",
 };
 
 /** SQLSTATEs that mean the connection or server went away; retry on a new connection. */

@@ -297,24 +297,33 @@ describe("seqload migrate", () => {
       const migrate = (...args: string[]) => runCli(["migrate", ...args, "--database-url", fresh.url]);
       const before = await migrate("status", "--json");
       expect(before.code).toBe(0);
-      expect(JSON.parse(before.stdout)).toEqual({ executed: [], pending: ["0001_init"] });
+      expect(JSON.parse(before.stdout)).toEqual({ executed: [], pending: ["0001_init", "0002_distribution"] });
 
       const up = await migrate("up");
       expect(up.code).toBe(0);
       expect(up.stdout).toMatch(/^migrated 0001_init /m);
-      expect(up.stdout).toContain("applied: 0001_init\npending: none");
+      expect(up.stdout).toMatch(/^migrated 0002_distribution /m);
+      expect(up.stdout).toContain("applied: 0001_init, 0002_distribution\npending: none");
       expect((await migrate("up")).stdout).toContain("nothing to migrate");
 
       const status = await migrate("status");
-      expect(status.stdout).toBe("applied: 0001_init\npending: none\n");
+      expect(status.stdout).toBe("applied: 0001_init, 0002_distribution\npending: none\n");
 
+      // down reverts the last one: 0002's down drops the distribution columns again.
       const down = await migrate("down");
       expect(down.code).toBe(0);
-      expect(down.stdout).toContain("reverted 0001_init");
-      expect(down.stdout).toContain("pending: 0001_init");
+      expect(down.stdout).toContain("reverted 0002_distribution");
+      expect(down.stdout).toContain("pending: 0002_distribution");
+      await withClient(fresh.url, async (c) => {
+        const r = await c.query(
+          "select column_name from information_schema.columns where table_schema = 'seqload' and table_name = 'tables' and column_name like 'distribution%'",
+        );
+        expect(r.rows).toEqual([]);
+      });
 
       await migrate("up");
       const all = await migrate("down", "--all");
+      expect(all.stdout).toContain("reverted 0002_distribution");
       expect(all.stdout).toContain("reverted 0001_init");
       expect((await migrate("down")).stdout).toContain("nothing to revert");
 

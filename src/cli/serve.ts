@@ -2,6 +2,7 @@
  * `seqload serve`: the Import API over HTTP (src/serve.ts) on the database the other commands
  * use. This file only turns flags into startServer's options and handles the shutdown signals.
  */
+import type { DistributeMode } from "../citus.js";
 import { openDatabase } from "./database.js";
 import { CliError, EXIT_OK } from "./errors.js";
 import type { Io } from "./io.js";
@@ -11,6 +12,7 @@ export interface ServeFlags {
   host?: string;
   databaseUrl?: string;
   schema?: string;
+  distribute?: DistributeMode;
   token?: string[];
   insecureNoAuth?: boolean;
 }
@@ -48,7 +50,11 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
   let server: { url: string; close(): Promise<void> };
   try {
     server = await startServer({
-      loaderOptions: { pool: db.pool, ...(flags.schema !== undefined ? { schema: flags.schema } : {}) },
+      loaderOptions: {
+        pool: db.pool,
+        ...(flags.schema !== undefined ? { schema: flags.schema } : {}),
+        ...(flags.distribute !== undefined ? { distribute: flags.distribute } : {}),
+      },
       port,
       host,
       tokens,

@@ -62,6 +62,9 @@ export async function createTestDatabase(prefix = "db"): Promise<TestDatabase> {
     await withClient(urlForDatabase(admin, name), async (c) => {
       const self = new URL(admin);
       await c.query("CREATE EXTENSION citus");
+      // Tests use triggers to inject slowness and failures; on distributed tables Citus allows
+      // them only with this setting (the trigger then runs on the shards).
+      await c.query(`ALTER DATABASE ${quoted} SET citus.enable_unsafe_triggers = on`);
       await c.query("SELECT citus_set_coordinator_host($1, $2)", [self.hostname, Number(self.port || "5432")]);
       for (const worker of workers) {
         const w = new URL(worker);
