@@ -1,0 +1,44 @@
+// The distribute option on any server: checked once at createLoader, and seqload.tables says how
+// each table is placed ("local" on a single node; on a Citus coordinator see test/citus.test.ts).
+import { describe, expect, it } from "vitest";
+import { ConfigurationError, createLoader } from "../src/index.js";
+import { uniqueTable, useDatabase } from "./helpers/context.js";
+import { citusWorkers } from "./helpers/db.js";
+
+const ctx = useDatabase("distribute");
+const schema = { properties: { id: { type: "integer" } } };
+
+describe("distribute", () => {
+  it("accepts auto and off, and refuses anything else with a ConfigurationError", async () => {
+    await expect(createLoader({ connectionString: ctx.url, distribute: "on" as "auto" })).rejects.toThrow(ConfigurationError);
+    await expect(createLoader({ connectionString: ctx.url, distribute: "on" as "auto" })).rejects.toThrow(
+      'distribute must be "auto" or "off", got "on"',
+    );
+    expect((await ctx.loader()).options.distribute).toBe("auto");
+    expect((await ctx.loader({ distribute: "off" })).options.distribute).toBe("off");
+  });
+
+  it("seqload.tables records each table's placement: local on a single node or with distribute off", async () => {
+    const citus = citusWorkers().length > 0;
+    const keyed = uniqueTable("placed");
+    const keyless = uniqueTable("placed_keyless");
+    const off = uniqueTable("placed_off");
+    const auto = await ctx.loader();
+    await auto.loadBatch({ table_name: keyed, key_names: ["id"], schema, messages: [{ action: "upsert", sequence: 1, data: { id: 1 } }] });
+    await auto.loadBatch({ table_name: keyless, schema, messages: [{ action: "upsert", sequence: 1, data: { id: 1 } }] });
+    const local = await ctx.loader({ distribute: "off" });
+    await local.loadBatch({ table_name: off, key_names: ["id"], schema, messages: [{ action: "upsert", sequence: 1, data: { id: 1 } }] });
+    const rows = await ctx.query<{ table_name: string; distribution: string; distribution_column: string | null }>(
+      "select table_name, distribution, distribution_column from seqload.tables where table_name = any($1)",
+      [[keyed, keyless, off]],
+    );
+    const byName = (a: { table_name: string }, b: { table_name: string }) => (a.table_name < b.table_name ? -1 : 1);
+    expect(rows.sort(byName)).toEqual(
+      [
+        { table_name: keyed, distribution: citus ? "hash" : "local", distribution_column: citus ? "id" : null },
+        { table_name: keyless, distribution: citus ? "single_shard" : "local", distribution_column: null },
+        { table_name: off, distribution: "local", distribution_column: null },
+      ].sort(byName),
+    );
+  });
+});
