@@ -204,7 +204,7 @@ describe("stress: loaders racing on overlapping keys while connections are kille
       let stop = false;
       // Through a Citus coordinator a batch takes several times longer (shards on two workers, two-phase
       // commit); killing as often as on one node would leave no batch time to finish.
-      const pace = citusWorkers().length > 0 ? 5 : 1;
+      const pace = citusWorkers().length > 0 ? 10 : 1;
       const killer = (async () => {
         const admin = new pg.Client({ connectionString: ctx.url });
         await admin.connect();
