@@ -169,87 +169,88 @@ describe("concurrent DDL", () => {
   });
 });
 
-describe("stress: loaders racing on overlapping keys while connections are killed", () => {
-  it(
-    "converges to the sequential state; prints what it raced",
-    async () => {
-      const t = uniqueTable("stress");
-      const N_LOADERS = 6;
-      const BATCHES_PER_LOADER = 40;
-      const KEYS = 300;
-      let rng = 12345; // seeded LCG: the same run every time
-      const rand = (n: number) => {
-        rng = (rng * 1103515245 + 12345) % 2147483648;
-        return rng % n;
-      };
-      const url = new URL(ctx.url);
-      url.searchParams.set("application_name", "seqload_stress");
-      const loaders = await Promise.all(
-        Array.from({ length: N_LOADERS }, (_, i) =>
-          createLoader({ connectionString: url.toString(), poolSize: 2, maxRetries: 8, copyThreshold: i % 2 === 0 ? 5000 : 50 }),
-        ),
-      );
-      const sent: { id: number; seq: bigint }[] = [];
-      const plans = loaders.map(() =>
-        Array.from({ length: BATCHES_PER_LOADER }, () => {
-          const size = 1 + rand(150);
-          return Array.from({ length: size }, () => {
-            const m = { id: rand(KEYS), seq: BigInt(rand(1000)) + 1700000000000000000n };
-            sent.push(m);
-            return m;
-          });
+/**
+ * Through a Citus coordinator a batch takes several times longer (shards on two workers, two-phase
+ * commit): the killer waits ten times longer between kills, so that batches can still finish, and
+ * the run may take longer.
+ */
+const onCitus = citusWorkers().length > 0;
+const stressOptions = { timeout: onCitus ? 540_000 : 180_000 };
+
+describe("stress: loaders racing on overlapping keys while connections are killed", stressOptions, () => {
+  it("converges to the sequential state; prints what it raced", async () => {
+    const t = uniqueTable("stress");
+    const N_LOADERS = 6;
+    const BATCHES_PER_LOADER = 40;
+    const KEYS = 300;
+    let rng = 12345; // seeded LCG: the same run every time
+    const rand = (n: number) => {
+      rng = (rng * 1103515245 + 12345) % 2147483648;
+      return rng % n;
+    };
+    const url = new URL(ctx.url);
+    url.searchParams.set("application_name", "seqload_stress");
+    const loaders = await Promise.all(
+      Array.from({ length: N_LOADERS }, (_, i) =>
+        createLoader({ connectionString: url.toString(), poolSize: 2, maxRetries: 8, copyThreshold: i % 2 === 0 ? 5000 : 50 }),
+      ),
+    );
+    const sent: { id: number; seq: bigint }[] = [];
+    const plans = loaders.map(() =>
+      Array.from({ length: BATCHES_PER_LOADER }, () => {
+        const size = 1 + rand(150);
+        return Array.from({ length: size }, () => {
+          const m = { id: rand(KEYS), seq: BigInt(rand(1000)) + 1700000000000000000n };
+          sent.push(m);
+          return m;
+        });
+      }),
+    );
+    let killed = 0;
+    let stop = false;
+    const pace = onCitus ? 10 : 1;
+    const killer = (async () => {
+      const admin = new pg.Client({ connectionString: ctx.url });
+      await admin.connect();
+      try {
+        while (!stop) {
+          await new Promise((r) => setTimeout(r, (40 + rand(60)) * pace));
+          const r = await admin.query(
+            "select pg_terminate_backend(pid) as ok from pg_stat_activity where application_name = 'seqload_stress' and state = 'active' limit 1",
+          );
+          killed += r.rows.filter((x: { ok: boolean }) => x.ok).length;
+        }
+      } finally {
+        await admin.end();
+      }
+    })();
+    let callerRetries = 0;
+    let rowsRaced = 0;
+    try {
+      await Promise.all(
+        loaders.map(async (loader, i) => {
+          for (const plan of plans[i] ?? []) {
+            const r = await loadWithCallerRetry(loader, {
+              table_name: t,
+              key_names: ["id"],
+              schema,
+              messages: plan.map((m) => message(m.id, m.seq)),
+            });
+            callerRetries += r.callerRetries;
+            rowsRaced += plan.length;
+          }
         }),
       );
-      let killed = 0;
-      let stop = false;
-      // Through a Citus coordinator a batch takes several times longer (shards on two workers, two-phase
-      // commit); killing as often as on one node would leave no batch time to finish.
-      const pace = citusWorkers().length > 0 ? 10 : 1;
-      const killer = (async () => {
-        const admin = new pg.Client({ connectionString: ctx.url });
-        await admin.connect();
-        try {
-          while (!stop) {
-            await new Promise((r) => setTimeout(r, (40 + rand(60)) * pace));
-            const r = await admin.query(
-              "select pg_terminate_backend(pid) as ok from pg_stat_activity where application_name = 'seqload_stress' and state = 'active' limit 1",
-            );
-            killed += r.rows.filter((x: { ok: boolean }) => x.ok).length;
-          }
-        } finally {
-          await admin.end();
-        }
-      })();
-      let callerRetries = 0;
-      let rowsRaced = 0;
-      try {
-        await Promise.all(
-          loaders.map(async (loader, i) => {
-            for (const plan of plans[i] ?? []) {
-              const r = await loadWithCallerRetry(loader, {
-                table_name: t,
-                key_names: ["id"],
-                schema,
-                messages: plan.map((m) => message(m.id, m.seq)),
-              });
-              callerRetries += r.callerRetries;
-              rowsRaced += plan.length;
-            }
-          }),
-        );
-      } finally {
-        stop = true;
-        await killer;
-      }
-      const retries = loaders.reduce((n, l) => n + l.stats.retries, 0);
-      const replans = loaders.reduce((n, l) => n + l.stats.replans, 0);
-      console.log(
-        `stress: ${N_LOADERS} loaders raced ${N_LOADERS * BATCHES_PER_LOADER} batches / ${rowsRaced} messages over ${KEYS} keys; killed ${killed} connections; ${retries} retries inside loaders, ${callerRetries} by the caller, ${replans} replans`,
-      );
-      expect(await readState(t)).toEqual(expectedState(sent));
-      await Promise.all(loaders.map((l) => l.close()));
-      // Through Citus every batch is a distributed transaction (two-phase commit over both workers).
-    },
-    citusWorkers().length > 0 ? 600_000 : 180_000,
-  );
+    } finally {
+      stop = true;
+      await killer;
+    }
+    const retries = loaders.reduce((n, l) => n + l.stats.retries, 0);
+    const replans = loaders.reduce((n, l) => n + l.stats.replans, 0);
+    console.log(
+      `stress: ${N_LOADERS} loaders raced ${N_LOADERS * BATCHES_PER_LOADER} batches / ${rowsRaced} messages over ${KEYS} keys; killed ${killed} connections; ${retries} retries inside loaders, ${callerRetries} by the caller, ${replans} replans`,
+    );
+    expect(await readState(t)).toEqual(expectedState(sent));
+    await Promise.all(loaders.map((l) => l.close()));
+  });
 });
