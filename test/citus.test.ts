@@ -256,31 +256,49 @@ describe("exact counts on the COPY route", () => {
   });
 });
 
-/** The coordinator's backends of the loader (not ours), by what they run. */
-async function loaderBackend(pattern: string): Promise<number> {
-  for (let i = 0; i < 400; i++) {
-    const r = await ctx.query<{ pid: number }>(
-      "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and state = 'active' and query ~ $1",
-      [pattern],
-    );
-    if (r[0]) return r[0].pid;
-    await sleep(5);
-  }
-  throw new Error(`no backend ran ${pattern}`);
+/**
+ * A statement-level trigger that makes every write to `t` sleep on the shards (Citus runs it on the
+ * workers; the test databases allow triggers on distributed tables): a window, mid-statement and
+ * before the two-phase commit, in which to kill a connection.
+ */
+async function slowDown(t: string, seconds: number) {
+  await ctx.query(
+    `create function "${t}_slow"() returns trigger language plpgsql as $$ begin perform pg_sleep(${seconds}); return null; end $$`,
+  );
+  await ctx.query(`create trigger slow before insert on "${t}" for each statement execute function "${t}_slow"()`);
 }
+
+/** Polls `query` (rows of { pid }) until it returns some. */
+async function waitForPids(db: { query(text: string): Promise<{ rows: { pid: string }[] }> }, query: string): Promise<string[]> {
+  for (let i = 0; i < 400; i++) {
+    const r = await db.query(query);
+    if (r.rows.length > 0) return r.rows.map((x) => x.pid);
+    await sleep(25);
+  }
+  throw new Error("the loader's statement never reached the trigger");
+}
+
+const sleeping = "wait_event = 'PgSleep' and datname = current_database()";
 
 describe("killed connections leave all or nothing", () => {
   it("the client's connection killed during a large batch: nothing written, the retry lands it once", async () => {
     const t = uniqueTable("kill_client");
     const loader = await ctx.loader({ maxRetries: 0 });
     await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(0, 10, 1, "before") });
+    await slowDown(t, 2);
     const load = loader
       .loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(0, 30_000, 2, "after") })
       .catch((e: unknown) => e);
-    await ctx.query("select pg_terminate_backend($1::int)", [await loaderBackend("^(COPY|INSERT|WITH|SELECT count)")]);
+    // The shards sleep in the trigger; the coordinator backend that sent them is the loader's.
+    const [gpid] = await waitForPids(
+      { query: async (text) => ({ rows: await ctx.query<{ pid: string }>(text) }) },
+      `select global_pid::text as pid from citus_stat_activity where ${sleeping} limit 1`,
+    );
+    await ctx.query("select pg_terminate_backend($1::bigint)", [gpid]);
     const err = await load;
     expect(err).toBeInstanceOf(SeqloadError);
     expect(err).toMatchObject({ code: "CONNECTION_FAILED", retryable: true });
+    await ctx.query(`drop trigger slow on "${t}"`);
     expect(await ctx.query(`select count(*)::int as n, max(v) as v from "${t}"`)).toEqual([{ n: 10, v: "before" }]);
     expect(await ctx.query("select count(*)::int as n from seqload.loads where table_name = $1", [t])).toEqual([{ n: 1 }]);
     expect(await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(0, 30_000, 2, "after") })).toMatchObject({
@@ -293,30 +311,23 @@ describe("killed connections leave all or nothing", () => {
     const t = uniqueTable("kill_worker");
     const loader = await ctx.loader({ maxRetries: 0 });
     await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(0, 10, 1, "before") });
+    await slowDown(t, 2);
     const db = new URL(ctx.url).pathname.slice(1);
-    const killed: number[] = [];
     const load = loader
       .loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(0, 30_000, 2, "after") })
       .catch((e: unknown) => e);
-    // Wait until the coordinator writes to the shards, then kill its connections on one worker.
-    await loaderBackend("^(INSERT|WITH)");
-    await withClient(urlForDatabase(citusWorkers()[1] as string, db), async (w) => {
-      for (let i = 0; i < 400 && killed.length === 0; i++) {
-        const r = await w.query<{ pid: number }>(
-          "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend' and state <> 'idle'",
-        );
-        for (const { pid } of r.rows) {
-          await w.query("select pg_terminate_backend($1::int)", [pid]);
-          killed.push(pid);
-        }
-        if (killed.length === 0) await sleep(5);
-      }
+    // On one worker, end the coordinator's connections while they write to its shards.
+    const killed = await withClient(urlForDatabase(citusWorkers()[1] as string, db), async (w) => {
+      const pids = await waitForPids(w, `select pid::text as pid from pg_stat_activity where ${sleeping}`);
+      for (const pid of pids) await w.query("select pg_terminate_backend($1::int)", [pid]);
+      return pids;
     });
     expect(killed.length).toBeGreaterThan(0);
     const err = await load;
-    // Whatever broke (the COPY to a shard, a statement on one), the coordinator rolled back: retryable.
+    // The coordinator rolled the distributed transaction back on every node: retryable.
     expect(err).toBeInstanceOf(SeqloadError);
     expect(err).toMatchObject({ retryable: true });
+    await ctx.query(`drop trigger slow on "${t}"`);
     expect(await ctx.query(`select count(*)::int as n, max(v) as v from "${t}"`)).toEqual([{ n: 10, v: "before" }]);
     expect(await ctx.query("select count(*)::int as n from seqload.loads where table_name = $1", [t])).toEqual([{ n: 1 }]);
     expect(await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(0, 30_000, 2, "after") })).toMatchObject({
