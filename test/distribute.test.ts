@@ -1,7 +1,9 @@
 // The distribute option on any server: checked once at createLoader, and seqload.tables says how
 // each table is placed ("local" on a single node; on a Citus coordinator see test/citus.test.ts).
 import { describe, expect, it } from "vitest";
-import { ConfigurationError, createLoader } from "../src/index.js";
+import { batchError, EXIT_INVALID_INPUT } from "../src/cli/errors.js";
+import { ConfigurationError, DistributionChangeError, createLoader } from "../src/index.js";
+import { answerForError } from "../src/server/replies.js";
 import { uniqueTable, useDatabase } from "./helpers/context.js";
 import { citusWorkers } from "./helpers/db.js";
 
@@ -40,5 +42,17 @@ describe("distribute", () => {
         { table_name: off, distribution: "local", distribution_column: null },
       ].sort(byName),
     );
+  });
+
+  it("a refused distribution-column change is the batch's problem: CLI exit 2, HTTP 400, with the library's words", () => {
+    const e = new DistributionChangeError("orders", "id", "bigint", "numeric");
+    expect(e.message).toBe(
+      'table "orders" is distributed by Citus on column "id", and the batch would widen "id" from bigint to numeric; ' +
+        "Citus cannot change the type of a distribution column. Nothing was written: send values that fit the column's type, or load into a new table.",
+    );
+    const cli = batchError("in.json:1 (batch 1)", e);
+    expect(cli.exitCode).toBe(EXIT_INVALID_INPUT);
+    expect(cli.message).toBe(`in.json:1 (batch 1): ${e.message}`);
+    expect(answerForError(e)).toMatchObject({ status: 400, code: "DISTRIBUTION_COLUMN_CHANGE" });
   });
 });

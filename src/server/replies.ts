@@ -5,7 +5,15 @@
  * target-stitch gives up at once on a 4xx and retries a 5xx, so the split between them matters.
  */
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { BatchValidationError, DatabaseError, KeyMismatchError, SeqloadError, TableShapeError, type ValidationIssue } from "../errors.js";
+import {
+  BatchValidationError,
+  DatabaseError,
+  DistributionChangeError,
+  KeyMismatchError,
+  SeqloadError,
+  TableShapeError,
+  type ValidationIssue,
+} from "../errors.js";
 import { lingerOnClose } from "./linger.js";
 
 export interface HttpAnswer {
@@ -91,6 +99,7 @@ function issueLine(issue: ValidationIssue): string {
 /** Is this a problem with what the client sent (4xx), as opposed to with the server (5xx)? */
 function isClientProblem(e: SeqloadError): boolean {
   if (e instanceof BatchValidationError || e instanceof KeyMismatchError || e instanceof TableShapeError) return true;
+  if (e instanceof DistributionChangeError) return true; // the batch's values need a type Citus cannot give the column
   // SQLSTATE class 22 (data exception: a value PostgreSQL cannot store, e.g. out of range) is
   // caused by the batch itself; sending it again cannot succeed.
   return e instanceof DatabaseError && e.sqlState !== undefined && e.sqlState.startsWith("22");
