@@ -32,6 +32,12 @@ export interface ApplyShape {
    * turn the filter into a scan of the whole table on every batch.
    */
   prefilter: boolean;
+  /**
+   * The pre-filter as an outer join of the staged rows (read in a subquery) with the table, instead
+   * of NOT EXISTS: Citus refuses a correlated subquery over a local (temporary) table, but plans
+   * the stage in a subquery on the coordinator and joins its result on the workers.
+   */
+  prefilterJoin: boolean;
   /** "returning": counts come back from the statement; "tag": the bare INSERT, counted from its command tag. */
   counts: "returning" | "tag";
   /** The statement writes the load-log row too (only with counts "returning"). */
@@ -72,17 +78,32 @@ function upsert(shape: ApplyShape) {
     picks.push(slot("tableVersion", "bigint").as("_table_version"));
     targetColumns.push("_table_version");
   }
-  let rows = db.selectFrom(source(shape)).select(picks);
-  if (shape.prefilter && keyNames.length > 0) {
-    // Rows whose stored version is already as new never reach ON CONFLICT, which would lock (and
-    // so write) every such row just to find the guard false. Racy on its own, but only ever as an
-    // optimisation: the guard in ON CONFLICT still decides for every row that gets through.
-    const match = keyNames.map((k, i) => sql`${col("x", k)} = ${staged(keyPositions[i] as number)}`);
-    const stored = db
-      .selectFrom(`${TARGET} as x`)
-      .select(sql.lit(1).as("one"))
-      .where(sql<boolean>`${sql.join(match, sql` and `)} and ${col("x", "_sequence")} >= ${col("s", "_sequence")}`);
-    rows = rows.where(({ not, exists }) => not(exists(stored)));
+  const match = () =>
+    sql.join(
+      keyNames.map((k, i) => sql`${col("x", k)} = ${staged(keyPositions[i] as number)}`),
+      sql` and `,
+    );
+  let rows;
+  if (shape.prefilter && shape.prefilterJoin && keyNames.length > 0) {
+    // Citus: the same filter as the NOT EXISTS below, as an outer join (see ApplyShape.prefilterJoin).
+    // A key matches at most one stored row (it is the primary key), so the join adds no rows.
+    rows = db
+      .selectFrom(sql`(select * from ${source(shape)})`.as("s"))
+      .leftJoin(`${TARGET} as x`, (join) => join.on(sql<boolean>`${match()}`))
+      .select(picks)
+      .where(sql<boolean>`${col("x", keyNames[0] as string)} is null or ${col("x", "_sequence")} < ${col("s", "_sequence")}`);
+  } else {
+    rows = db.selectFrom(source(shape)).select(picks);
+    if (shape.prefilter && keyNames.length > 0) {
+      // Rows whose stored version is already as new never reach ON CONFLICT, which would lock (and
+      // so write) every such row just to find the guard false. Racy on its own, but only ever as an
+      // optimisation: the guard in ON CONFLICT still decides for every row that gets through.
+      const stored = db
+        .selectFrom(`${TARGET} as x`)
+        .select(sql.lit(1).as("one"))
+        .where(sql<boolean>`${match()} and ${col("x", "_sequence")} >= ${col("s", "_sequence")}`);
+      rows = rows.where(({ not, exists }) => not(exists(stored)));
+    }
   }
   for (const p of keyPositions) rows = rows.orderBy(staged(p));
   const insert = db.insertInto(TARGET).columns(targetColumns).expression(rows);
@@ -184,21 +205,36 @@ export function activateVersionStatement(schema: string, table: string): Stateme
 
 /**
  * How many of a sample of the batch's rows are stale (the table already holds the key at an equal
- * or higher sequence). Slots: k0…kN (one array per key column), sequences.
+ * or higher sequence). Slots: k0…kN (one array per key column), sequences. `join`: as a join
+ * rather than a correlated EXISTS, which Citus refuses over `unnest` (0A000); a key matches at most
+ * one stored row (it is the primary key), so the join counts each stale sampled row once.
  */
-export function staleSampleStatement(schema: string, table: string, keyNames: string[], keyTypes: ColumnType[]): Statement {
+export function staleSampleStatement(schema: string, table: string, keyNames: string[], keyTypes: ColumnType[], join = false): Statement {
   const arrays = keyTypes.map((t, i) => slot(`k${i}`, `${COLUMN_SQL[t]}[]`));
   arrays.push(slot("sequences", "bigint[]"));
   const names = [...keyNames.map((_, i) => `k${i}`), "_sequence"];
   const sample = sql`unnest(${sql.join(arrays)})`.as(sql`s(${sql.join(names.map((n) => sql.id(n)))})`);
-  const match = keyNames.map((k, i) => sql`${col("x", k)} = ${col("s", `k${i}`)}`);
+  const match = sql.join(
+    keyNames.map((k, i) => sql`${col("x", k)} = ${col("s", `k${i}`)}`),
+    sql` and `,
+  );
+  const newer = sql<boolean>`${col("x", "_sequence")} >= ${col("s", "_sequence")}`;
+  const count = sql<number>`count(*)::int`.as("stale");
+  if (join) {
+    const joined = db
+      .selectFrom(sample)
+      .innerJoin(`${TARGET} as x`, (j) => j.on(sql<boolean>`${match}`))
+      .select(count)
+      .where(newer);
+    return statement(compileFor(schema, table, joined));
+  }
   const stored = db
     .selectFrom(`${TARGET} as x`)
     .select(sql.lit(1).as("one"))
-    .where(sql<boolean>`${sql.join(match, sql` and `)} and ${col("x", "_sequence")} >= ${col("s", "_sequence")}`);
+    .where(sql<boolean>`${match} and ${newer}`);
   const query = db
     .selectFrom(sample)
-    .select(sql<number>`count(*)::int`.as("stale"))
+    .select(count)
     .where(({ exists }) => exists(stored));
   return statement(compileFor(schema, table, query));
 }

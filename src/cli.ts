@@ -9,7 +9,9 @@
 import { readFileSync } from "node:fs";
 import { Argument, Command, CommanderError, Option } from "commander";
 import { describeError, EXIT_FAILURE, EXIT_OK } from "./cli/errors.js";
+import type { LoadFlags } from "./cli/load.js";
 import type { ServeFlags } from "./cli/serve.js";
+import type { SingerFlags } from "./cli/singer.js";
 import { flushOutput, processIo } from "./cli/io.js";
 
 // Each command's module is imported when it runs, so --help and validate start fast and
@@ -54,6 +56,11 @@ Exit codes:
 
 const databaseUrlOption = () => new Option("--database-url <url>", "PostgreSQL URL (default: DATABASE_URL, else the embedded PostgreSQL)");
 const schemaOption = (what: string) => new Option("--schema <name>", what);
+const distributeOption = () =>
+  new Option(
+    "--distribute <mode>",
+    "on a Citus coordinator: auto distributes new tables (keyed: on the first key), off keeps them local",
+  ).choices(["auto", "off"]);
 
 function buildProgram(): Command {
   const program = new Command()
@@ -84,6 +91,7 @@ Run "seqload help COMMAND" or "seqload COMMAND --help" for a command's flags and
     .argument("[files...]", 'files of batches; "-" or none reads stdin')
     .addOption(databaseUrlOption())
     .addOption(schemaOption("schema of the data tables (default: public)"))
+    .addOption(distributeOption())
     .option("--json", "print one LoadResult JSON object per loaded batch on stdout, and nothing else")
     .addHelpText(
       "after",
@@ -103,7 +111,7 @@ Examples:
   $ cat batches.jsonl | seqload load - --json --schema staging
   $ DATABASE_URL=postgres://localhost/warehouse seqload load export.json`,
     )
-    .action(async (files: string[], flags: { databaseUrl?: string; schema?: string; json?: boolean }) => {
+    .action(async (files: string[], flags: LoadFlags) => {
       const { loadCommand } = await import("./cli/load.js");
       process.exitCode = await loadCommand(files, flags, io);
     });
@@ -182,9 +190,13 @@ Examples:
     .description("A Singer target: load a tap's SCHEMA/RECORD/STATE/ACTIVATE_VERSION messages from stdin.")
     .addOption(databaseUrlOption())
     .addOption(schemaOption("schema of the data tables (default: public)"))
+    .addOption(distributeOption())
     .option("--batch-size <n>", "records per batch and stream at most (default: 20000)")
     .option("--sequence-property <name>", "take each record's sequence from this property (an integer up to int64), not the clock")
-    .option("--config <file>", "a Singer config file (JSON) with database_url, schema, batch_size, sequence_property; flags win")
+    .option(
+      "--config <file>",
+      "a Singer config file (JSON) with database_url, schema, distribute, batch_size, sequence_property; flags win",
+    )
     .addHelpText(
       "after",
       `
@@ -235,7 +247,7 @@ so point it at a two-line script, target-seqload:  #!/bin/sh  exec seqload singe
           schema: raw
   $ meltano run tap-github target-seqload`,
     )
-    .action(async (flags: { config?: string; databaseUrl?: string; schema?: string; batchSize?: string; sequenceProperty?: string }) => {
+    .action(async (flags: SingerFlags) => {
       const { singerCommand } = await import("./cli/singer.js");
       process.exitCode = await singerCommand(flags, io);
     });
@@ -294,6 +306,7 @@ Examples:
     .option("--host <host>", "address to listen on; 0.0.0.0 for all", DEFAULT_HOST)
     .addOption(databaseUrlOption())
     .addOption(schemaOption("schema of the data tables (default: public)"))
+    .addOption(distributeOption())
     .option("--token <token>", "accept this bearer token (repeatable; also SEQLOAD_TOKENS=a,b)", (t: string, all: string[] = []) => [
       ...all,
       t,

@@ -8,6 +8,7 @@
  */
 import type pg from "pg";
 import { type TableInfo, readTableInfo } from "./catalog.js";
+import { detectCitus } from "./citus.js";
 import { collapseBatch } from "./collapse.js";
 import {
   ConfigurationError,
@@ -118,6 +119,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
     statements: new Map(),
     stats: { batches: 0, retries: 0, replans: 0 },
     ready: null,
+    citus: null,
   };
   return {
     loadBatch: (batch, loadOptions) => loadBatch(ctx, batch, loadOptions),
@@ -186,6 +188,7 @@ async function prepare(ctx: LoaderContext): Promise<void> {
   const { pool, options } = ctx;
   try {
     if (options.migrate && !(await isUpToDate(pool))) await migrateUp(pool);
+    ctx.citus = await detectCitus(pool);
     const r = await pool.query<{ ok: boolean }>("SELECT to_regnamespace($1) IS NOT NULL AS ok", [quoteIdent(options.schema)]);
     if (!r.rows[0]?.ok) {
       await inPoolTransaction(pool, async (client) => {

@@ -1,5 +1,6 @@
 /** Loader options: the input type, the resolved type, resolved and checked once. */
 import pg from "pg";
+import type { DistributeMode } from "./citus.js";
 import { ConfigurationError } from "./errors.js";
 import { identifierProblem } from "./identifiers.js";
 
@@ -22,6 +23,8 @@ export interface LoaderOptions {
   poolSize?: number;
   /** statement_timeout (ms) on the connections of the pool seqload creates; 0 = none. Default 0. */
   statementTimeoutMs?: number;
+  /** On a Citus coordinator, "auto" distributes each new table (keyed: hash on its first key; keyless: single shard); "off" keeps new tables local. Default "auto". */
+  distribute?: DistributeMode;
 }
 
 export interface ResolvedOptions {
@@ -30,6 +33,7 @@ export interface ResolvedOptions {
   maxRetries: number;
   lockTimeoutMs: number;
   copyThreshold: number;
+  distribute: DistributeMode;
 }
 
 export function resolveOptions(input: LoaderOptions): ResolvedOptions {
@@ -47,7 +51,14 @@ export function resolveOptions(input: LoaderOptions): ResolvedOptions {
     maxRetries: nonNegativeInt("maxRetries", input.maxRetries, 5),
     lockTimeoutMs: nonNegativeInt("lockTimeoutMs", input.lockTimeoutMs, 5000),
     copyThreshold: nonNegativeInt("copyThreshold", input.copyThreshold ?? envThreshold(), 5000),
+    distribute: distributeMode(input.distribute),
   };
+}
+
+function distributeMode(v: unknown): DistributeMode {
+  if (v === undefined) return "auto";
+  if (v === "auto" || v === "off") return v;
+  throw new ConfigurationError(`distribute must be "auto" or "off", got ${JSON.stringify(v)}`);
 }
 
 /** SEQLOAD_COPY_THRESHOLD lets the test suite run every test through the COPY path too. */

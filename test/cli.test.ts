@@ -297,25 +297,34 @@ describe("seqload migrate", () => {
       const migrate = (...args: string[]) => runCli(["migrate", ...args, "--database-url", fresh.url]);
       const before = await migrate("status", "--json");
       expect(before.code).toBe(0);
-      expect(JSON.parse(before.stdout)).toEqual({ executed: [], pending: ["0001_init", "0002_loads_max_sequence"] });
+      expect(JSON.parse(before.stdout)).toEqual({ executed: [], pending: ["0001_init", "0002_loads_max_sequence", "0003_distribution"] });
 
       const up = await migrate("up");
       expect(up.code).toBe(0);
       expect(up.stdout).toMatch(/^migrated 0001_init /m);
       expect(up.stdout).toMatch(/^migrated 0002_loads_max_sequence /m);
-      expect(up.stdout).toContain("applied: 0001_init, 0002_loads_max_sequence\npending: none");
+      expect(up.stdout).toMatch(/^migrated 0003_distribution /m);
+      expect(up.stdout).toContain("applied: 0001_init, 0002_loads_max_sequence, 0003_distribution\npending: none");
       expect((await migrate("up")).stdout).toContain("nothing to migrate");
 
       const status = await migrate("status");
-      expect(status.stdout).toBe("applied: 0001_init, 0002_loads_max_sequence\npending: none\n");
+      expect(status.stdout).toBe("applied: 0001_init, 0002_loads_max_sequence, 0003_distribution\npending: none\n");
 
+      // down reverts the last one: 0003's down drops the distribution columns again.
       const down = await migrate("down");
       expect(down.code).toBe(0);
-      expect(down.stdout).toContain("reverted 0002_loads_max_sequence");
-      expect(down.stdout).toContain("applied: 0001_init\npending: 0002_loads_max_sequence");
+      expect(down.stdout).toContain("reverted 0003_distribution");
+      expect(down.stdout).toContain("applied: 0001_init, 0002_loads_max_sequence\npending: 0003_distribution");
+      await withClient(fresh.url, async (c) => {
+        const r = await c.query(
+          "select column_name from information_schema.columns where table_schema = 'seqload' and table_name = 'tables' and column_name like 'distribution%'",
+        );
+        expect(r.rows).toEqual([]);
+      });
 
       await migrate("up");
       const all = await migrate("down", "--all");
+      expect(all.stdout).toContain("reverted 0003_distribution");
       expect(all.stdout).toContain("reverted 0002_loads_max_sequence");
       expect(all.stdout).toContain("reverted 0001_init");
       expect((await migrate("down")).stdout).toContain("nothing to revert");

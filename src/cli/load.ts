@@ -1,6 +1,6 @@
 /** `seqload load`: every batch of every input, in order, each in its own transaction. */
 import { performance } from "node:perf_hooks";
-import { type LoadResult, createLoader } from "../index.js";
+import { type DistributeMode, type LoadResult, createLoader } from "../index.js";
 import { openDatabase } from "./database.js";
 import { CliError, batchError, batchPlace, describeError, EXIT_OK } from "./errors.js";
 import { addToTotals, emptyTotals, summaryLine, totalsLine } from "./format.js";
@@ -12,6 +12,7 @@ import { createProgress } from "./progress.js";
 export interface LoadFlags {
   databaseUrl?: string;
   schema?: string;
+  distribute?: DistributeMode;
   json?: boolean;
 }
 
@@ -43,7 +44,11 @@ export async function loadCommand(files: string[], flags: LoadFlags, io: Io): Pr
   const started = performance.now();
   let loader: Awaited<ReturnType<typeof createLoader>> | null = null;
   try {
-    loader = await createLoader({ pool: db.pool, ...(flags.schema !== undefined ? { schema: flags.schema } : {}) });
+    loader = await createLoader({
+      pool: db.pool,
+      ...(flags.schema !== undefined ? { schema: flags.schema } : {}),
+      ...(flags.distribute !== undefined ? { distribute: flags.distribute } : {}),
+    });
     for (const input of inputs) {
       for await (const batch of readBatches(input, counter)) {
         const place = batchPlace(input.name, batch.line, batch.number);

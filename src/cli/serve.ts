@@ -2,6 +2,7 @@
  * `seqload serve`: the Import API over HTTP (src/serve.ts) on the database the other commands
  * use. This file only turns flags into startServer's options and handles the shutdown signals.
  */
+import type { DistributeMode } from "../citus.js";
 import { readFileSync } from "node:fs";
 import type { LimitOptions, TlsOptions } from "../server/limits.js";
 import { openDatabase } from "./database.js";
@@ -15,6 +16,7 @@ export interface ServeFlags {
   host?: string;
   databaseUrl?: string;
   schema?: string;
+  distribute?: DistributeMode;
   token?: string[];
   tokensFile?: string;
   maxSchemasCached?: string;
@@ -148,7 +150,11 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
   let server: RunningServer;
   try {
     server = await startServer({
-      loaderOptions: { pool: db.pool, ...(flags.schema !== undefined ? { schema: flags.schema } : {}) },
+      loaderOptions: {
+        pool: db.pool,
+        ...(flags.schema !== undefined ? { schema: flags.schema } : {}),
+        ...(flags.distribute !== undefined ? { distribute: flags.distribute } : {}),
+      },
       port,
       host,
       tokens,
