@@ -130,8 +130,8 @@ function storedColumn(name: string): RawBuilder<unknown> {
 }
 
 /** The load-log row: its columns in one place, for the apply statement and for `logLoadStatement`. */
-function logInsert(counts: Record<keyof ApplyCounts, Expression<unknown>>) {
-  return db.insertInto("seqload.loads").values({
+function logRow(counts: Record<keyof ApplyCounts, Expression<unknown>>): Record<string, Expression<unknown>> {
+  return {
     schema_name: slot("schema"),
     table_name: slot("table"),
     received: slot("received", "int"),
@@ -140,7 +140,7 @@ function logInsert(counts: Record<keyof ApplyCounts, Expression<unknown>>) {
     min_sequence: slot("minSequence", "bigint"),
     max_sequence: slot("maxSequence", "bigint"),
     table_version: slot("tableVersion", "bigint"),
-  });
+  };
 }
 
 const COUNTS = ["inserted", "updated", "deleted", "skipped"] as const;
@@ -165,28 +165,38 @@ export function applyStatement(shape: ApplyShape): Statement {
           sql<number>`(${slot("staged", "int")} - count(*))::int`.as("skipped"),
         ]),
     );
-  const fromC = (name: keyof ApplyCounts) => sql`(select ${sql.id(name)} from "c")`;
   if (!shape.log) return statement(compileFor(shape.schema, shape.table, counted.selectFrom("c").select(COUNTS)));
+  // INSERT … SELECT from "c", not VALUES with scalar subqueries: Citus refuses subqueries in an
+  // INSERT's VALUES (0A000) once the statement writes a distributed table.
+  const row = logRow({
+    inserted: col("c", "inserted"),
+    updated: col("c", "updated"),
+    deleted: col("c", "deleted"),
+    // Messages that are not rows of this statement (collapsed, activations) count as skipped too.
+    skipped: sql`${col("c", "skipped")} + ${slot("received", "int")} - ${slot("collapsed", "int")} - ${slot("staged", "int")}`,
+  });
   const logged = counted.with("l", () =>
-    logInsert({
-      inserted: fromC("inserted"),
-      updated: fromC("updated"),
-      deleted: fromC("deleted"),
-      // Messages that are not rows of this statement (collapsed, activations) count as skipped too.
-      skipped: sql`${fromC("skipped")} + ${slot("received", "int")} - ${slot("collapsed", "int")} - ${slot("staged", "int")}`,
-    }),
+    db
+      .insertInto("seqload.loads")
+      .columns(Object.keys(row))
+      .expression(db.selectFrom("c").select(Object.entries(row).map(([name, value]) => sql`${value}`.as(name)))),
   );
   return statement(compileFor(shape.schema, shape.table, logged.selectFrom("c").select(COUNTS)));
 }
 
 /** The load-log row on its own, with the counts as parameters (compiled once). */
 export const logLoadStatement: Statement = statement(
-  logInsert({
-    inserted: slot("inserted", "int"),
-    updated: slot("updated", "int"),
-    deleted: slot("deleted", "int"),
-    skipped: slot("skipped", "int"),
-  }).compile(),
+  db
+    .insertInto("seqload.loads")
+    .values(
+      logRow({
+        inserted: slot("inserted", "int"),
+        updated: slot("updated", "int"),
+        deleted: slot("deleted", "int"),
+        skipped: slot("skipped", "int"),
+      }),
+    )
+    .compile(),
 );
 
 /**
