@@ -3,6 +3,8 @@
 // what Citus cannot do is refused with a clear error and nothing written, large batches load with
 // exact counts, killed connections (the client's, or the coordinator's to a worker) leave all or
 // nothing, and racing loaders end with every key at its highest sequence.
+import { Kysely, PostgresDialect, sql } from "kysely";
+import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type Batch, DistributionChangeError, type Loader, SeqloadError, createLoader } from "../src/index.js";
 import { uniqueTable, useDatabase } from "./helpers/context.js";
@@ -102,6 +104,58 @@ describe("distribution", () => {
     ).toMatchObject({ updated: 1 });
     expect((await placement(h)).registry).toEqual({ distribution: "hash", distribution_column: "id" });
   });
+
+  it.each(["pg client after BEGIN", "kysely transaction"])(
+    "in the caller's transaction (%s): a new table is distributed in that transaction; rolled back, nothing is left",
+    async (mode) => {
+      const loader = await ctx.loader();
+      const pool = new pg.Pool({ connectionString: ctx.url, max: 1 });
+      pool.on("error", () => {}); // the kill tests below terminate backends of this database
+      const db = new Kysely<Record<string, Record<string, unknown>>>({ dialect: new PostgresDialect({ pool }) });
+      try {
+        const inTransaction = async (t: string, end: "COMMIT" | "ROLLBACK") => {
+          const batch = { table_name: t, key_names: ["id"], schema, messages: rows(1, 50, 1, "a") };
+          if (mode === "pg client after BEGIN") {
+            const client = await pool.connect();
+            try {
+              await client.query("BEGIN");
+              expect(await loader.loadBatch(batch, { client })).toMatchObject({ inserted: 50 });
+              // Distributed already, inside the transaction, before the caller commits.
+              const r = await client.query("select partmethod from pg_dist_partition where logicalrelid = $1::regclass", [`"${t}"`]);
+              expect(r.rows).toEqual([{ partmethod: "h" }]);
+              await client.query(end);
+            } finally {
+              client.release();
+            }
+          } else {
+            const run = db.transaction().execute(async (trx) => {
+              expect(await loader.loadBatch(batch, { transaction: trx })).toMatchObject({ inserted: 50 });
+              const r = await sql<{
+                partmethod: string;
+              }>`select partmethod from pg_dist_partition where logicalrelid = ${`"${t}"`}::regclass`.execute(trx);
+              expect(r.rows).toEqual([{ partmethod: "h" }]);
+              if (end === "ROLLBACK") throw new Error("roll back");
+            });
+            if (end === "ROLLBACK") await expect(run).rejects.toThrow("roll back");
+            else await run;
+          }
+        };
+        const committed = uniqueTable("dist_caller");
+        await inTransaction(committed, "COMMIT");
+        const p = await placement(committed);
+        expect(p.partition).toMatchObject({ method: "h", column: "id" });
+        expect(p.nodes.map((x) => x.port)).toEqual(workerPorts());
+        expect(p.registry).toEqual({ distribution: "hash", distribution_column: "id" });
+        expect(await ctx.query(`select count(*)::int as n from "${committed}"`)).toEqual([{ n: 50 }]);
+        const rolledBack = uniqueTable("dist_caller_rb");
+        await inTransaction(rolledBack, "ROLLBACK");
+        expect(await ctx.query("select to_regclass($1) as t", [`"${rolledBack}"`])).toEqual([{ t: null }]);
+        expect(await ctx.query("select count(*)::int as n from seqload.tables where table_name = $1", [rolledBack])).toEqual([{ n: 0 }]);
+      } finally {
+        await db.destroy();
+      }
+    },
+  );
 });
 
 describe("what Citus refuses", () => {
