@@ -32,6 +32,12 @@ export interface ApplyShape {
    * turn the filter into a scan of the whole table on every batch.
    */
   prefilter: boolean;
+  /**
+   * The pre-filter as an outer join of the staged rows (read in a subquery) with the table, instead
+   * of NOT EXISTS: Citus refuses a correlated subquery over a local (temporary) table, but plans
+   * the stage in a subquery on the coordinator and joins its result on the workers.
+   */
+  prefilterJoin: boolean;
   /** "returning": counts come back from the statement; "tag": the bare INSERT, counted from its command tag. */
   counts: "returning" | "tag";
   /** The statement writes the load-log row too (only with counts "returning"). */
@@ -72,17 +78,32 @@ function upsert(shape: ApplyShape) {
     picks.push(slot("tableVersion", "bigint").as("_table_version"));
     targetColumns.push("_table_version");
   }
-  let rows = db.selectFrom(source(shape)).select(picks);
-  if (shape.prefilter && keyNames.length > 0) {
-    // Rows whose stored version is already as new never reach ON CONFLICT, which would lock (and
-    // so write) every such row just to find the guard false. Racy on its own, but only ever as an
-    // optimisation: the guard in ON CONFLICT still decides for every row that gets through.
-    const match = keyNames.map((k, i) => sql`${col("x", k)} = ${staged(keyPositions[i] as number)}`);
-    const stored = db
-      .selectFrom(`${TARGET} as x`)
-      .select(sql.lit(1).as("one"))
-      .where(sql<boolean>`${sql.join(match, sql` and `)} and ${col("x", "_sequence")} >= ${col("s", "_sequence")}`);
-    rows = rows.where(({ not, exists }) => not(exists(stored)));
+  const match = () =>
+    sql.join(
+      keyNames.map((k, i) => sql`${col("x", k)} = ${staged(keyPositions[i] as number)}`),
+      sql` and `,
+    );
+  let rows;
+  if (shape.prefilter && shape.prefilterJoin && keyNames.length > 0) {
+    // Citus: the same filter as the NOT EXISTS below, as an outer join (see ApplyShape.prefilterJoin).
+    // A key matches at most one stored row (it is the primary key), so the join adds no rows.
+    rows = db
+      .selectFrom(sql`(select * from ${source(shape)})`.as("s"))
+      .leftJoin(`${TARGET} as x`, (join) => join.on(sql<boolean>`${match()}`))
+      .select(picks)
+      .where(sql<boolean>`${col("x", keyNames[0] as string)} is null or ${col("x", "_sequence")} < ${col("s", "_sequence")}`);
+  } else {
+    rows = db.selectFrom(source(shape)).select(picks);
+    if (shape.prefilter && keyNames.length > 0) {
+      // Rows whose stored version is already as new never reach ON CONFLICT, which would lock (and
+      // so write) every such row just to find the guard false. Racy on its own, but only ever as an
+      // optimisation: the guard in ON CONFLICT still decides for every row that gets through.
+      const stored = db
+        .selectFrom(`${TARGET} as x`)
+        .select(sql.lit(1).as("one"))
+        .where(sql<boolean>`${match()} and ${col("x", "_sequence")} >= ${col("s", "_sequence")}`);
+      rows = rows.where(({ not, exists }) => not(exists(stored)));
+    }
   }
   for (const p of keyPositions) rows = rows.orderBy(staged(p));
   const insert = db.insertInto(TARGET).columns(targetColumns).expression(rows);
@@ -109,8 +130,8 @@ function storedColumn(name: string): RawBuilder<unknown> {
 }
 
 /** The load-log row: its columns in one place, for the apply statement and for `logLoadStatement`. */
-function logInsert(counts: Record<keyof ApplyCounts, Expression<unknown>>) {
-  return db.insertInto("seqload.loads").values({
+function logRow(counts: Record<keyof ApplyCounts, Expression<unknown>>): Record<string, Expression<unknown>> {
+  return {
     schema_name: slot("schema"),
     table_name: slot("table"),
     received: slot("received", "int"),
@@ -120,7 +141,7 @@ function logInsert(counts: Record<keyof ApplyCounts, Expression<unknown>>) {
     max_sequence: slot("maxSequence", "bigint"),
     table_version: slot("tableVersion", "bigint"),
     rejected: slot("rejected", "int"),
-  });
+  };
 }
 
 const COUNTS = ["inserted", "updated", "deleted", "skipped"] as const;
@@ -145,28 +166,38 @@ export function applyStatement(shape: ApplyShape): Statement {
           sql<number>`(${slot("staged", "int")} - count(*))::int`.as("skipped"),
         ]),
     );
-  const fromC = (name: keyof ApplyCounts) => sql`(select ${sql.id(name)} from "c")`;
   if (!shape.log) return statement(compileFor(shape.schema, shape.table, counted.selectFrom("c").select(COUNTS)));
+  // INSERT … SELECT from "c", not VALUES with scalar subqueries: Citus refuses subqueries in an
+  // INSERT's VALUES (0A000) once the statement writes a distributed table.
+  const row = logRow({
+    inserted: col("c", "inserted"),
+    updated: col("c", "updated"),
+    deleted: col("c", "deleted"),
+    // Messages that are not rows of this statement (collapsed, activations) count as skipped too.
+    skipped: sql`${col("c", "skipped")} + ${slot("received", "int")} - ${slot("rejected", "int")} - ${slot("collapsed", "int")} - ${slot("staged", "int")}`,
+  });
   const logged = counted.with("l", () =>
-    logInsert({
-      inserted: fromC("inserted"),
-      updated: fromC("updated"),
-      deleted: fromC("deleted"),
-      // Messages that are not rows of this statement (collapsed, activations) count as skipped too.
-      skipped: sql`${fromC("skipped")} + ${slot("received", "int")} - ${slot("rejected", "int")} - ${slot("collapsed", "int")} - ${slot("staged", "int")}`,
-    }),
+    db
+      .insertInto("seqload.loads")
+      .columns(Object.keys(row))
+      .expression(db.selectFrom("c").select(Object.entries(row).map(([name, value]) => sql`${value}`.as(name)))),
   );
   return statement(compileFor(shape.schema, shape.table, logged.selectFrom("c").select(COUNTS)));
 }
 
 /** The load-log row on its own, with the counts as parameters (compiled once). */
 export const logLoadStatement: Statement = statement(
-  logInsert({
-    inserted: slot("inserted", "int"),
-    updated: slot("updated", "int"),
-    deleted: slot("deleted", "int"),
-    skipped: slot("skipped", "int"),
-  }).compile(),
+  db
+    .insertInto("seqload.loads")
+    .values(
+      logRow({
+        inserted: slot("inserted", "int"),
+        updated: slot("updated", "int"),
+        deleted: slot("deleted", "int"),
+        skipped: slot("skipped", "int"),
+      }),
+    )
+    .compile(),
 );
 
 /**
@@ -185,21 +216,36 @@ export function activateVersionStatement(schema: string, table: string): Stateme
 
 /**
  * How many of a sample of the batch's rows are stale (the table already holds the key at an equal
- * or higher sequence). Slots: k0…kN (one array per key column), sequences.
+ * or higher sequence). Slots: k0…kN (one array per key column), sequences. `join`: as a join
+ * rather than a correlated EXISTS, which Citus refuses over `unnest` (0A000); a key matches at most
+ * one stored row (it is the primary key), so the join counts each stale sampled row once.
  */
-export function staleSampleStatement(schema: string, table: string, keyNames: string[], keyTypes: ColumnType[]): Statement {
+export function staleSampleStatement(schema: string, table: string, keyNames: string[], keyTypes: ColumnType[], join = false): Statement {
   const arrays = keyTypes.map((t, i) => slot(`k${i}`, `${COLUMN_SQL[t]}[]`));
   arrays.push(slot("sequences", "bigint[]"));
   const names = [...keyNames.map((_, i) => `k${i}`), "_sequence"];
   const sample = sql`unnest(${sql.join(arrays)})`.as(sql`s(${sql.join(names.map((n) => sql.id(n)))})`);
-  const match = keyNames.map((k, i) => sql`${col("x", k)} = ${col("s", `k${i}`)}`);
+  const match = sql.join(
+    keyNames.map((k, i) => sql`${col("x", k)} = ${col("s", `k${i}`)}`),
+    sql` and `,
+  );
+  const newer = sql<boolean>`${col("x", "_sequence")} >= ${col("s", "_sequence")}`;
+  const count = sql<number>`count(*)::int`.as("stale");
+  if (join) {
+    const joined = db
+      .selectFrom(sample)
+      .innerJoin(`${TARGET} as x`, (j) => j.on(sql<boolean>`${match}`))
+      .select(count)
+      .where(newer);
+    return statement(compileFor(schema, table, joined));
+  }
   const stored = db
     .selectFrom(`${TARGET} as x`)
     .select(sql.lit(1).as("one"))
-    .where(sql<boolean>`${sql.join(match, sql` and `)} and ${col("x", "_sequence")} >= ${col("s", "_sequence")}`);
+    .where(sql<boolean>`${match} and ${newer}`);
   const query = db
     .selectFrom(sample)
-    .select(sql<number>`count(*)::int`.as("stale"))
+    .select(count)
     .where(({ exists }) => exists(stored));
   return statement(compileFor(schema, table, query));
 }

@@ -70,6 +70,12 @@ Invalid messages:
   batch's transaction, and the rest of the batch loads. Problems of the batch as a whole
   (its schema, an unknown field, changed key_names) still reject it whole.`;
 
+const distributeOption = () =>
+  new Option(
+    "--distribute <mode>",
+    "on a Citus coordinator: auto distributes new tables (keyed: on the first key), off keeps them local",
+  ).choices(["auto", "off"]);
+
 function buildProgram(): Command {
   const program = new Command()
     .name("seqload")
@@ -100,6 +106,7 @@ Run "seqload help COMMAND" or "seqload COMMAND --help" for a command's flags and
     .addOption(databaseUrlOption())
     .addOption(schemaOption("schema of the data tables (default: public)"))
     .addOption(onInvalidOption())
+    .addOption(distributeOption())
     .option("--json", "print one LoadResult JSON object per loaded batch on stdout, and nothing else")
     .addHelpText(
       "after",
@@ -200,12 +207,13 @@ Examples:
     .description("A Singer target: load a tap's SCHEMA/RECORD/STATE/ACTIVATE_VERSION messages from stdin.")
     .addOption(databaseUrlOption())
     .addOption(schemaOption("schema of the data tables (default: public)"))
+    .addOption(distributeOption())
     .option("--batch-size <n>", "records per batch and stream at most (default: 20000)")
     .option("--sequence-property <name>", "take each record's sequence from this property (an integer up to int64), not the clock")
     .addOption(onInvalidOption())
     .option(
       "--config <file>",
-      "a Singer config file (JSON) with database_url, schema, batch_size, sequence_property, on_invalid; flags win",
+      "a Singer config file (JSON) with database_url, schema, distribute, batch_size, sequence_property, on_invalid; flags win",
     )
     .addHelpText(
       "after",
@@ -321,6 +329,7 @@ Examples:
     .addOption(databaseUrlOption())
     .addOption(schemaOption("schema of the data tables (default: public)"))
     .addOption(onInvalidOption())
+    .addOption(distributeOption())
     .option("--token <token>", "accept this bearer token (repeatable; also SEQLOAD_TOKENS=a,b)", (t: string, all: string[] = []) => [
       ...all,
       t,

@@ -99,6 +99,25 @@ export class TableShapeError extends SeqloadError {
   }
 }
 
+/**
+ * The batch would change the type of a Citus table's distribution column, which Citus cannot do
+ * (the shards are placed by that column's hash); nothing was written.
+ */
+export class DistributionChangeError extends SeqloadError {
+  constructor(
+    readonly table: string,
+    readonly column: string,
+    readonly from: string,
+    readonly to: string,
+  ) {
+    super(
+      "DISTRIBUTION_COLUMN_CHANGE",
+      `table "${table}" is distributed by Citus on column "${column}", and the batch would widen "${column}" from ${from} to ${to}; ` +
+        "Citus cannot change the type of a distribution column. Nothing was written: send values that fit the column's type, or load into a new table.",
+    );
+  }
+}
+
 /** PostgreSQL could not be reached, or the connection broke. */
 export class ConnectionError extends SeqloadError {
   constructor(message: string, cause: unknown, retryable: boolean) {
@@ -131,6 +150,9 @@ export const TRANSIENT_CODES: Readonly<Record<string, string>> = {
   "40P01": "deadlock detected",
   "40001": "serialization failure",
   "55P03": "lock not available (lock_timeout)",
+  // Citus: the coordinator lost its connection to a worker mid-statement ("failed to COPY to
+  // shard …"); it rolls the distributed transaction back, so the batch can run again.
+  "58030": "I/O error (on Citus: a connection from the coordinator to a worker broke)",
 };
 
 /** SQLSTATEs that mean the connection or server went away; retry on a new connection. */

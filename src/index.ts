@@ -17,6 +17,7 @@ export {
   BatchValidationError,
   KeyMismatchError,
   TableShapeError,
+  DistributionChangeError,
   ConnectionError,
   DatabaseError,
   RetryExhaustedError,
@@ -26,3 +27,4 @@ export type { ValidationIssue, ValidationIssueKind } from "./errors.js";
 export { migrateUp, migrateDown, migrationStatus } from "./migrate.js";
 export type { MigrationStatus } from "./migrate.js";
 export type { ColumnType } from "./columns.js";
+export type { DistributeMode } from "./citus.js";

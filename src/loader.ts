@@ -8,6 +8,7 @@
  */
 import type pg from "pg";
 import { type TableInfo, readTableInfo } from "./catalog.js";
+import { detectCitus } from "./citus.js";
 import { collapseBatch } from "./collapse.js";
 import {
   ConfigurationError,
@@ -138,6 +139,7 @@ export async function openLoader(input: LoaderOptions): Promise<OpenedLoader> {
     statements: new Map(),
     stats: { batches: 0, retries: 0, replans: 0 },
     ready: null,
+    citus: null,
   };
   const loadValidated: LoadValidated = (v) => loadChecked(ctx, v, null);
   const loader: Loader = {
@@ -215,6 +217,7 @@ async function prepare(ctx: LoaderContext): Promise<void> {
   const { pool, options } = ctx;
   try {
     if (options.migrate && !(await isUpToDate(pool))) await migrateUp(pool);
+    ctx.citus = await detectCitus(pool);
     const r = await pool.query<{ ok: boolean }>("SELECT to_regnamespace($1) IS NOT NULL AS ok", [quoteIdent(options.schema)]);
     if (!r.rows[0]?.ok) {
       await inPoolTransaction(pool, async (client) => {

@@ -1,5 +1,6 @@
 /** Loader options: the input type, the resolved type, resolved and checked once. */
 import pg from "pg";
+import type { DistributeMode } from "./citus.js";
 import { ConfigurationError } from "./errors.js";
 import { identifierProblem } from "./identifiers.js";
 import { ON_INVALID_VALUES, type OnInvalid } from "./quarantine.js";
@@ -29,6 +30,8 @@ export interface LoaderOptions {
    * Problems of the batch as a whole reject it in either mode. Default "fail".
    */
   onInvalid?: OnInvalid;
+  /** On a Citus coordinator, "auto" distributes each new table (keyed: hash on its first key; keyless: single shard); "off" keeps new tables local. Default "auto". */
+  distribute?: DistributeMode;
 }
 
 export interface ResolvedOptions {
@@ -38,6 +41,7 @@ export interface ResolvedOptions {
   lockTimeoutMs: number;
   copyThreshold: number;
   onInvalid: OnInvalid;
+  distribute: DistributeMode;
 }
 
 export function resolveOptions(input: LoaderOptions): ResolvedOptions {
@@ -56,6 +60,7 @@ export function resolveOptions(input: LoaderOptions): ResolvedOptions {
     lockTimeoutMs: nonNegativeInt("lockTimeoutMs", input.lockTimeoutMs, 5000),
     copyThreshold: nonNegativeInt("copyThreshold", input.copyThreshold ?? envThreshold(), 5000),
     onInvalid: input.onInvalid === undefined ? "fail" : checkOnInvalid(input.onInvalid),
+    distribute: distributeMode(input.distribute),
   };
 }
 
@@ -65,6 +70,12 @@ export function checkOnInvalid(v: unknown): OnInvalid {
     throw new ConfigurationError(`onInvalid must be "fail" or "quarantine", got ${JSON.stringify(v) ?? String(v)}`);
   }
   return v as OnInvalid;
+}
+
+function distributeMode(v: unknown): DistributeMode {
+  if (v === undefined) return "auto";
+  if (v === "auto" || v === "off") return v;
+  throw new ConfigurationError(`distribute must be "auto" or "off", got ${JSON.stringify(v)}`);
 }
 
 /** SEQLOAD_COPY_THRESHOLD lets the test suite run every test through the COPY path too. */

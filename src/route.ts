@@ -20,6 +20,7 @@ import {
 } from "./apply.js";
 import type { Statement } from "./builder.js";
 import { type TableInfo, readTableInfo } from "./catalog.js";
+import { type Citus, checkAlterOnCitus, chooseDistribution, distributeNewTable } from "./citus.js";
 import { type CollapsedBatch, cellEncoder, collapseBatch } from "./collapse.js";
 import { type ColumnType, systemColumnsOf } from "./columns.js";
 import { quoteIdent, quoteQualified } from "./identifiers.js";
@@ -33,10 +34,12 @@ import { STAGE_TABLE, arrayValues, copyRows, createStageQuery, stageColumnNames 
 import type { LoadResult } from "./types.js";
 import type { ValidatedBatch, ValidatedMessage } from "./validate.js";
 
-/** What the routes share: the options and the compiled statements, per table shape. */
+/** What the routes share: the options, the compiled statements per table shape, and Citus. */
 export interface RouteContext {
   options: Readonly<ResolvedOptions>;
   statements: Map<string, Statement & { name: string }>;
+  /** The citus extension of the target database, or null (found once the loader is prepared). */
+  citus: Citus | null;
 }
 
 /** Thrown inside a transaction when the world changed under us (e.g. the table appeared): start over. */
@@ -86,6 +89,8 @@ export async function alterTable(ctx: RouteContext, s: Session, v: ValidatedBatc
   if (!info.exists) throw new Replan();
   const plan = planTable(v, info);
   const ddl = alterTableQuery(ctx.options.schema, v.table, plan);
+  // Citus cannot change a distribution column's type: refused before any DDL (and placement recorded).
+  if (ddl !== null && ctx.citus !== null) await checkAlterOnCitus(s, ctx.options.schema, v.table, plan);
   if (ddl !== null) {
     await s.query(ddl.sql, ddl.parameters);
     await register(ctx, s, v, plan);
@@ -138,6 +143,8 @@ export async function createAndLoad(
   const create = createTableQuery(schema, v.table, v.keyNames, plan, !copyStraightIn);
   await s.query(create.sql, create.parameters);
   await register(ctx, s, v, plan);
+  // On Citus: distributed while still empty, before any row, in the transaction that created it.
+  await distributeNewTable(s, schema, v.table, chooseDistribution(ctx.citus, ctx.options.distribute, v.keyNames));
   if (!copyStraightIn) return { result: await applyInTransaction(ctx, s, v, plan, c, received), shape: shapeAfter(v, plan) };
   await copyRows(copyClient, quoteQualified(schema, v.table), c.columns.map(quoteIdent), c, "timestamp");
   if (v.keyNames.length > 0) {
@@ -264,8 +271,10 @@ async function applyStaged(
   const tableVersion = v.tableVersion?.toString() ?? null;
   // Without deletes, the counts come from the command tag and the transaction's own statistics
   // rather than from RETURNING, whose million-row result PostgreSQL would materialise just to be
-  // counted. (Deletes must be told apart from updates: RETURNING.)
-  const updatedBefore = c.deletes === 0 ? await tuplesUpdated(s, quoteQualified(ctx.options.schema, v.table)) : null;
+  // counted. (Deletes must be told apart from updates: RETURNING.) Not on Citus: neither the
+  // command tag of an INSERT … SELECT through the coordinator (rows sent, not rows written) nor the
+  // coordinator's statistics (rows written on the workers) count the rows.
+  const updatedBefore = c.deletes === 0 && ctx.citus === null ? await tuplesUpdated(s, quoteQualified(ctx.options.schema, v.table)) : null;
   const counts = updatedBefore === null ? "returning" : "tag";
   const shape = applyShape(ctx, v, plan, c, { source: "stage", prefilter, counts, log: false });
   const statement = cached(ctx, JSON.stringify(shape), () => applyStatement(shape));
@@ -284,7 +293,17 @@ function applyShape(
   how: Pick<ApplyShape, "source" | "prefilter" | "counts" | "log">,
 ): ApplyShape {
   const tableVersion = v.tableVersion !== null && plan.hasTableVersion;
-  return { schema: ctx.options.schema, table: v.table, keyNames: v.keyNames, columns: c.columns, types: c.types, tableVersion, ...how };
+  const prefilterJoin = how.prefilter && ctx.citus !== null;
+  return {
+    schema: ctx.options.schema,
+    table: v.table,
+    keyNames: v.keyNames,
+    columns: c.columns,
+    types: c.types,
+    tableVersion,
+    prefilterJoin,
+    ...how,
+  };
 }
 
 /** The values of the load-log row's slots (but its counts). */
@@ -326,8 +345,10 @@ async function anyStale(ctx: RouteContext, s: Session, v: ValidatedBatch, c: Col
   const sample = Array.from({ length: n }, (_, i) => c.winners[Math.floor(i * step)] as ValidatedMessage);
   const positions = v.keyNames.map((k) => c.columns.indexOf(k));
   const keyTypes = positions.map((p) => c.types[p] as ColumnType);
-  const statement = cached(ctx, JSON.stringify(["stale", ctx.options.schema, v.table, v.keyNames, keyTypes]), () =>
-    staleSampleStatement(ctx.options.schema, v.table, v.keyNames, keyTypes),
+  // On Citus as a join: Citus refuses the correlated EXISTS over `unnest`.
+  const join = ctx.citus !== null;
+  const statement = cached(ctx, JSON.stringify(["stale", ctx.options.schema, v.table, v.keyNames, keyTypes, join]), () =>
+    staleSampleStatement(ctx.options.schema, v.table, v.keyNames, keyTypes, join),
   );
   const cell = cellEncoder(c);
   const values: Record<string, unknown> = { sequences: sample.map((m) => m.sequence.toString()) };

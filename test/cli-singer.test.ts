@@ -313,6 +313,31 @@ describe("seqload singer", () => {
     }
   });
 
+  it("--distribute auto|off (or distribute in the config file) is the loader's distribute option; anything else is refused before reading", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "seqload-singer-"));
+    try {
+      const input = [schemaLine("d", ["id"]), record("d", { id: 1 }), state(1)].join("\n");
+      const off = await singer(["--schema", "singer_dist", "--distribute", "off"], input);
+      expect(off.code).toBe(0);
+      // On a single node every table is local; `off` keeps it local on a Citus coordinator too.
+      expect(await rows("select distribution from seqload.tables where schema_name = 'singer_dist' and table_name = 'd'")).toEqual([
+        { distribution: "local" },
+      ]);
+      const flag = await singer(["--distribute", "on"], input);
+      expect(flag.code).toBe(1);
+      expect(flag.stderr).toContain("--distribute");
+      const config = path.join(dir, "config.json");
+      await writeFile(config, JSON.stringify({ database_url: db.url, schema: "singer_dist", distribute: "sideways" }));
+      const fromConfig = await runCli(["singer", "--config", config], { input });
+      expect(fromConfig.code).toBe(1);
+      expect(fromConfig.stderr).toContain('--distribute must be auto or off, got "sideways"');
+      await writeFile(config, JSON.stringify({ database_url: db.url, schema: "singer_dist", distribute: "auto" }));
+      expect((await runCli(["singer", "--config", config], { input })).code).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("hostile names and values: quotes, semicolons and long UTF-8 names land exactly; NUL, lone surrogates, 64-byte names and a key given twice exit 2 naming the line", async () => {
     const stream = `we"ird'; drop table x; --ü${"é".repeat(18)}`;
     const ok = [

@@ -299,23 +299,28 @@ describe("seqload migrate", () => {
       const migrate = (...args: string[]) => runCli(["migrate", ...args, "--database-url", fresh.url]);
       const before = await migrate("status", "--json");
       expect(before.code).toBe(0);
-      expect(JSON.parse(before.stdout)).toEqual({ executed: [], pending: ["0001_init", "0002_loads_max_sequence", "0004_rejected"] });
+      expect(JSON.parse(before.stdout)).toEqual({
+        executed: [],
+        pending: ["0001_init", "0002_loads_max_sequence", "0003_distribution", "0004_rejected"],
+      });
 
       const up = await migrate("up");
       expect(up.code).toBe(0);
       expect(up.stdout).toMatch(/^migrated 0001_init /m);
       expect(up.stdout).toMatch(/^migrated 0002_loads_max_sequence /m);
+      expect(up.stdout).toMatch(/^migrated 0003_distribution /m);
       expect(up.stdout).toMatch(/^migrated 0004_rejected /m);
-      expect(up.stdout).toContain("applied: 0001_init, 0002_loads_max_sequence, 0004_rejected\npending: none");
+      expect(up.stdout).toContain("applied: 0001_init, 0002_loads_max_sequence, 0003_distribution, 0004_rejected\npending: none");
       expect((await migrate("up")).stdout).toContain("nothing to migrate");
 
       const status = await migrate("status");
-      expect(status.stdout).toBe("applied: 0001_init, 0002_loads_max_sequence, 0004_rejected\npending: none\n");
+      expect(status.stdout).toBe("applied: 0001_init, 0002_loads_max_sequence, 0003_distribution, 0004_rejected\npending: none\n");
 
+      // down reverts the last one: 0003's down drops the distribution columns again.
       const down = await migrate("down");
       expect(down.code).toBe(0);
       expect(down.stdout).toContain("reverted 0004_rejected");
-      expect(down.stdout).toContain("applied: 0001_init, 0002_loads_max_sequence\npending: 0004_rejected");
+      expect(down.stdout).toContain("applied: 0001_init, 0002_loads_max_sequence, 0003_distribution\npending: 0004_rejected");
       // The down really undoes it: no seqload.rejected, no loads.rejected column.
       const undone = await withClient(fresh.url, (c) =>
         c.query(
@@ -327,6 +332,7 @@ describe("seqload migrate", () => {
       await migrate("up");
       const all = await migrate("down", "--all");
       expect(all.stdout).toContain("reverted 0004_rejected");
+      expect(all.stdout).toContain("reverted 0003_distribution");
       expect(all.stdout).toContain("reverted 0002_loads_max_sequence");
       expect(all.stdout).toContain("reverted 0001_init");
       expect((await migrate("down")).stdout).toContain("nothing to revert");

@@ -112,7 +112,12 @@ describe("migrations", () => {
         ),
       );
       const applied = await admin.query("select name from seqload.migrations order by name");
-      expect(applied.rows).toEqual([{ name: "0001_init" }, { name: "0002_loads_max_sequence" }, { name: "0004_rejected" }]);
+      expect(applied.rows).toEqual([
+        { name: "0001_init" },
+        { name: "0002_loads_max_sequence" },
+        { name: "0003_distribution" },
+        { name: "0004_rejected" },
+      ]);
       const registry = await admin.query(
         "select table_name, key_names, columns from seqload.tables where table_name like $1 order by table_name",
         [`${t}_%`],

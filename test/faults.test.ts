@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { startEmbeddedPostgres } from "../src/embedded.js";
 import { ConnectionError, DatabaseError, RetryExhaustedError, createLoader } from "../src/index.js";
 import { uniqueTable, useDatabase } from "./helpers/context.js";
+import { citusWorkers } from "./helpers/db.js";
 
 const ctx = useDatabase("faults");
 const schema = { properties: { id: { type: "integer" }, v: { type: "string" } } };
@@ -23,16 +24,27 @@ async function slowDown(t: string, seconds: number) {
   await ctx.query(`create trigger slow before insert on "${t}" for each statement execute function "${t}_slow"()`);
 }
 
-async function waitForSleepingBackend(): Promise<number> {
+/**
+ * The loader's backend, once its statement sleeps in the trigger. On a Citus coordinator the
+ * trigger sleeps on the workers' shards: citus_stat_activity names the global pid of the
+ * coordinator backend that sent it, and pg_terminate_backend(global pid) ends that backend.
+ */
+async function waitForSleepingBackend(): Promise<string> {
+  const citus = citusWorkers().length > 0;
   for (let i = 0; i < 200; i++) {
-    const r = await ctx.query<{ pid: number }>(
-      "select pid from pg_stat_activity where wait_event = 'PgSleep' and datname = current_database()",
+    const r = await ctx.query<{ pid: string }>(
+      citus
+        ? "select global_pid::text as pid from citus_stat_activity where wait_event = 'PgSleep' and datname = current_database() limit 1"
+        : "select pid::text as pid from pg_stat_activity where wait_event = 'PgSleep' and datname = current_database()",
     );
     if (r[0]) return r[0].pid;
     await sleep(25);
   }
   throw new Error("the loader's backend never reached the trigger");
 }
+
+const terminate = (pid: string) =>
+  ctx.query(citusWorkers().length > 0 ? "select pg_terminate_backend($1::bigint)" : "select pg_terminate_backend($1::int)", [pid]);
 
 describe("faults", () => {
   it("a connection killed mid-batch: typed error saying replay is safe, nothing written, the same loader then converges", async () => {
@@ -41,8 +53,7 @@ describe("faults", () => {
     await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(10, 1, "before") });
     await slowDown(t, 2);
     const load = loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(500, 2, "after") }).catch((e: unknown) => e);
-    const pid = await waitForSleepingBackend();
-    await ctx.query("select pg_terminate_backend($1)", [pid]);
+    await terminate(await waitForSleepingBackend());
     const err = await load;
     expect(err).toBeInstanceOf(ConnectionError);
     expect((err as ConnectionError).retryable).toBe(true);
@@ -62,8 +73,7 @@ describe("faults", () => {
     await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(5, 1, "before") });
     await slowDown(t, 1);
     const load = loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(50, 2, "after") });
-    const pid = await waitForSleepingBackend();
-    await ctx.query("select pg_terminate_backend($1)", [pid]);
+    await terminate(await waitForSleepingBackend());
     expect(await load).toMatchObject({ inserted: 45, updated: 5 });
     expect(loader.stats.retries).toBeGreaterThanOrEqual(1);
     expect(await ctx.query(`select count(*)::int as n, min(v) as v from "${t}"`)).toEqual([{ n: 50, v: "after" }]);
@@ -75,7 +85,7 @@ describe("faults", () => {
     await loader.loadBatch({ table_name: t, schema, messages: rows(3, 1, "x") });
     await slowDown(t, 2);
     const load = loader.loadBatch({ table_name: t, schema, messages: rows(3, 1, "y") }).catch((e: unknown) => e);
-    await ctx.query("select pg_terminate_backend($1)", [await waitForSleepingBackend()]);
+    await terminate(await waitForSleepingBackend());
     const err = await load;
     expect(err).toBeInstanceOf(ConnectionError);
     expect((err as ConnectionError).retryable).toBe(false);

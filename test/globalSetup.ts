@@ -16,6 +16,12 @@ declare module "vitest" {
     adminUrl: string;
     /** 'env' | 'testcontainers' | 'embedded' */
     dbKind: string;
+    /**
+     * When the server is a Citus coordinator (citus in its admin database): its workers' URLs
+     * (same user and password, the workers' host and port), else []. Test databases are then
+     * created on every node (test/helpers/db.ts).
+     */
+    citusWorkers: string[];
   }
 }
 
@@ -43,12 +49,26 @@ function hostPort(url: string): string {
   }
 }
 
-async function serverVersion(url: string): Promise<string> {
+async function serverVersion(url: string): Promise<{ version: string; citus: string | null; workers: string[] }> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
   await client.connect();
   try {
-    const { rows } = await client.query<{ version: string }>("select version()");
-    return /PostgreSQL (\d+(?:\.\d+)?)/.exec(rows[0]?.version ?? "")?.[1] ?? "unknown version";
+    const { rows } = await client.query<{ version: string; citus: string | null }>(
+      "select version(), (select extversion from pg_extension where extname = 'citus') as citus",
+    );
+    const version = /PostgreSQL (\d+(?:\.\d+)?)/.exec(rows[0]?.version ?? "")?.[1] ?? "unknown version";
+    const citus = rows[0]?.citus ?? null;
+    if (citus === null) return { version, citus, workers: [] };
+    const nodes = await client.query<{ host: string; port: number }>(
+      "select nodename as host, nodeport as port from pg_dist_node where groupid <> 0 and noderole = 'primary' and isactive order by nodeport",
+    );
+    const workers = nodes.rows.map((n) => {
+      const u = new URL(url);
+      u.hostname = n.host;
+      u.port = String(n.port);
+      return u.toString();
+    });
+    return { version, citus, workers };
   } finally {
     await client.end();
   }
@@ -139,7 +159,7 @@ function noDatabase(reasons: string[], fix = FIX_HINT): Error {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const started = Date.now();
   const { db, note } = await provision();
-  let version: string;
+  let version: { version: string; citus: string | null; workers: string[] };
   try {
     version = await serverVersion(db.url);
   } catch (err) {
@@ -149,11 +169,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
     throw noDatabase([`${db.label} at ${hostPort(db.url)} does not accept connections: ${short(err)}`], fix);
   }
   const extra = note ? ` (${note})` : "";
+  const citus = version.citus === null ? "" : `, Citus ${version.citus} coordinator with ${version.workers.length} workers`;
   console.log(
-    `seqload tests: using ${db.label} (PostgreSQL ${version}) at ${hostPort(db.url)}${extra} [ready in ${Date.now() - started} ms]`,
+    `seqload tests: using ${db.label} (PostgreSQL ${version.version}${citus}) at ${hostPort(db.url)}${extra} [ready in ${Date.now() - started} ms]`,
   );
   project.provide("adminUrl", db.url);
   project.provide("dbKind", db.kind);
+  project.provide("citusWorkers", version.workers);
   return async () => {
     await db.teardown();
   };

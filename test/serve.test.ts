@@ -268,8 +268,9 @@ describe("seqload serve", () => {
     expect(a.json).toMatchObject({ status: "ERROR", message: expect.stringContaining("could not connect to PostgreSQL") });
 
     expect((await post(base, "/v2/import/batch", batch("trigger", [up(1, 1, "x")]), auth)).status).toBe(201);
-    await q(`create function boom() returns trigger language plpgsql as $$ begin raise exception 'boom from a trigger'; end $$;
-             create trigger boom before insert or update on public."trigger" for each row execute function boom()`);
+    // Two statements, not one string: Citus forwards a DDL's text to the workers, one command at a time.
+    await q(`create function boom() returns trigger language plpgsql as $$ begin raise exception 'boom from a trigger'; end $$`);
+    await q(`create trigger boom before insert or update on public."trigger" for each row execute function boom()`);
     const b = await post(base, "/v2/import/batch", batch("trigger", [up(1, 2, "y")]), auth);
     expect(b.status).toBe(500);
     expect(b.json).toMatchObject({ status: "ERROR", message: expect.stringContaining("boom from a trigger") });

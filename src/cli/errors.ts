@@ -3,7 +3,14 @@
  * 2 for invalid input (malformed JSON, an invalid batch, key_names that conflict with the table),
  * 1 for anything else. Stack traces only with SEQLOAD_DEBUG=1.
  */
-import { BatchValidationError, ConnectionError, KeyMismatchError, SeqloadError, type ValidationIssue } from "../errors.js";
+import {
+  BatchValidationError,
+  ConnectionError,
+  DistributionChangeError,
+  KeyMismatchError,
+  SeqloadError,
+  type ValidationIssue,
+} from "../errors.js";
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -67,7 +74,8 @@ export function batchError(place: string, e: unknown): CliError {
       EXIT_INVALID_INPUT,
     );
   }
-  if (e instanceof KeyMismatchError) return new CliError(`${place}: ${e.message}`, EXIT_INVALID_INPUT);
+  if (e instanceof KeyMismatchError || e instanceof DistributionChangeError)
+    return new CliError(`${place}: ${e.message}`, EXIT_INVALID_INPUT);
   if (e instanceof CliError) return e;
   const { message, exitCode } = describeError(e);
   return new CliError(`${place}: not loaded: ${message}`, exitCode);
@@ -76,7 +84,9 @@ export function batchError(place: string, e: unknown): CliError {
 /** Message and exit code for anything thrown. */
 export function describeError(e: unknown): { message: string; exitCode: number } {
   if (e instanceof CliError) return { message: e.message, exitCode: e.exitCode };
-  if (e instanceof BatchValidationError || e instanceof KeyMismatchError) return { message: e.message, exitCode: EXIT_INVALID_INPUT };
+  if (e instanceof BatchValidationError || e instanceof KeyMismatchError || e instanceof DistributionChangeError) {
+    return { message: e.message, exitCode: EXIT_INVALID_INPUT };
+  }
   if (e instanceof ConnectionError) return { message: `${e.message} [${e.code}]`, exitCode: EXIT_FAILURE };
   if (e instanceof SeqloadError) return { message: `${e.message} [${e.code}]`, exitCode: EXIT_FAILURE };
   const err = e instanceof Error ? e : new Error(String(e));

@@ -1,6 +1,6 @@
 /** `seqload load`: every batch of every input, in order, each in its own transaction. */
 import { performance } from "node:perf_hooks";
-import type { LoadResult, OnInvalid } from "../index.js";
+import type { DistributeMode, LoadResult, OnInvalid } from "../index.js";
 import { type Loader, openLoader } from "../loader.js";
 import { loadInOrder } from "../pipeline.js";
 import { openDatabase } from "./database.js";
@@ -14,6 +14,7 @@ import { createProgress } from "./progress.js";
 export interface LoadFlags {
   databaseUrl?: string;
   schema?: string;
+  distribute?: DistributeMode;
   json?: boolean;
   /** --on-invalid: fail (default) or quarantine. */
   onInvalid?: OnInvalid;
@@ -57,6 +58,7 @@ export async function loadCommand(files: string[], flags: LoadFlags, io: Io): Pr
       pool: db.pool,
       ...(flags.schema !== undefined ? { schema: flags.schema } : {}),
       ...(flags.onInvalid !== undefined ? { onInvalid: flags.onInvalid } : {}),
+      ...(flags.distribute !== undefined ? { distribute: flags.distribute } : {}),
     });
     loader = opened.loader;
     // Pipelined: the next batch is read, parsed and validated while the database applies this one;

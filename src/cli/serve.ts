@@ -2,6 +2,7 @@
  * `seqload serve`: the Import API over HTTP (src/serve.ts) on the database the other commands
  * use. This file only turns flags into startServer's options and handles the shutdown signals.
  */
+import type { DistributeMode } from "../citus.js";
 import { readFileSync } from "node:fs";
 import type { LimitOptions, TlsOptions } from "../server/limits.js";
 import { openDatabase } from "./database.js";
@@ -18,6 +19,7 @@ export interface ServeFlags {
   schema?: string;
   /** --on-invalid: fail (default) or quarantine. */
   onInvalid?: OnInvalid;
+  distribute?: DistributeMode;
   token?: string[];
   tokensFile?: string;
   maxSchemasCached?: string;
@@ -155,6 +157,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
         pool: db.pool,
         ...(flags.schema !== undefined ? { schema: flags.schema } : {}),
         ...(flags.onInvalid !== undefined ? { onInvalid: flags.onInvalid } : {}),
+        ...(flags.distribute !== undefined ? { distribute: flags.distribute } : {}),
       },
       port,
       host,

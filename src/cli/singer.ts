@@ -21,6 +21,8 @@ export interface SingerFlags {
   config?: string;
   databaseUrl?: string;
   schema?: string;
+  /** On a Citus coordinator: "auto" distributes new tables, "off" keeps them local (loader option `distribute`). */
+  distribute?: string;
   batchSize?: string;
   sequenceProperty?: string;
   /** --on-invalid: fail (default: exit 2 at an invalid RECORD) or quarantine (into seqload.rejected). */
@@ -78,6 +80,7 @@ function positiveInt(flag: string, value: string | undefined, dflt: number): num
 const CONFIG_KEYS = {
   database_url: "databaseUrl",
   schema: "schema",
+  distribute: "distribute",
   batch_size: "batchSize",
   sequence_property: "sequenceProperty",
   on_invalid: "onInvalid",
@@ -113,6 +116,9 @@ export async function singerCommand(given: SingerFlags, io: Io): Promise<number>
     throw new CliError(`--on-invalid (on_invalid) must be fail or quarantine, got ${JSON.stringify(onInvalid)}`);
   }
   if (sequenceProperty !== undefined && sequenceProperty === "") throw new CliError("--sequence-property must name a record property");
+  const distribute = flags.distribute;
+  if (distribute !== undefined && distribute !== "auto" && distribute !== "off")
+    throw new CliError(`--distribute must be auto or off, got ${JSON.stringify(distribute)}`);
   if (process.stdin.isTTY) throw new CliError("no input: pipe a Singer tap into stdin (e.g. `tap-foo | seqload singer`); see --help");
   const db = await openDatabase({ databaseUrl: flags.databaseUrl, log: io.err });
   let loader: Awaited<ReturnType<typeof createLoader>> | null = null;
@@ -123,7 +129,12 @@ export async function singerCommand(given: SingerFlags, io: Io): Promise<number>
   let loadFailure: unknown = null; // the error of a batch that failed to load
   let waitForLoad = async (): Promise<void> => {};
   try {
-    loader = await createLoader({ pool: db.pool, onInvalid, ...(flags.schema !== undefined ? { schema: flags.schema } : {}) });
+    loader = await createLoader({
+      pool: db.pool,
+      onInvalid,
+      ...(flags.schema !== undefined ? { schema: flags.schema } : {}),
+      ...(distribute !== undefined ? { distribute } : {}),
+    });
     const ready = loader;
     // Each stream's sequencer starts above what its table holds, so a later run's records win over
     // an earlier run's even when this host's clock is behind (or stepped back since).

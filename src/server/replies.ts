@@ -7,6 +7,7 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import {
   BatchValidationError,
+  DistributionChangeError,
   KeyMismatchError,
   SCHEMA_MISMATCH,
   SeqloadError,
@@ -105,8 +106,15 @@ function keyName(path: string): string {
 
 /** Is this a problem with what the client sent (4xx), as opposed to with the server (5xx)? */
 function isClientProblem(e: SeqloadError): boolean {
-  // A data exception is caused by the batch itself; sending it again cannot succeed.
-  return e instanceof BatchValidationError || e instanceof KeyMismatchError || e instanceof TableShapeError || isDataException(e);
+  // A data exception is caused by the batch itself; sending it again cannot succeed. So is a batch
+  // whose values need a type Citus cannot give a distribution column.
+  return (
+    e instanceof BatchValidationError ||
+    e instanceof KeyMismatchError ||
+    e instanceof TableShapeError ||
+    e instanceof DistributionChangeError ||
+    isDataException(e)
+  );
 }
 
 /** Map anything a load can throw to an answer. */

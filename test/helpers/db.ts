@@ -17,6 +17,11 @@ export function adminUrl(): string {
   return inject("adminUrl");
 }
 
+/** Worker URLs when the test server is a Citus coordinator, else [] (see test/globalSetup.ts). */
+export function citusWorkers(): string[] {
+  return inject("citusWorkers");
+}
+
 /** The same server, user, password and options as `adminUrl`, but database `dbName`. */
 export function urlForDatabase(adminUrl: string, dbName: string): string {
   const url = new URL(adminUrl);
@@ -44,7 +49,29 @@ export async function createTestDatabase(prefix = "db"): Promise<TestDatabase> {
       .slice(0, 30) || "db";
   const name = `seqload_t_${clean}_${randomBytes(5).toString("hex")}`;
   const admin = adminUrl();
-  await withClient(admin, (c) => c.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`));
+  const workers = citusWorkers();
+  const quoted = pg.escapeIdentifier(name);
+  await withClient(admin, (c) => c.query(`CREATE DATABASE ${quoted}`));
+  if (workers.length > 0) {
+    // Citus keeps its metadata per database: a new database needs the extension on every node and
+    // its workers registered in the coordinator's copy (what citus/cluster.sh createdb does).
+    for (const worker of workers) {
+      await withClient(worker, (c) => c.query(`CREATE DATABASE ${quoted}`));
+      await withClient(urlForDatabase(worker, name), (c) => c.query("CREATE EXTENSION citus"));
+    }
+    await withClient(urlForDatabase(admin, name), async (c) => {
+      const self = new URL(admin);
+      await c.query("CREATE EXTENSION citus");
+      // Tests use triggers to inject slowness and failures; on distributed tables Citus allows
+      // them only with this setting (the trigger then runs on the shards).
+      await c.query(`ALTER DATABASE ${quoted} SET citus.enable_unsafe_triggers = on`);
+      await c.query("SELECT citus_set_coordinator_host($1, $2)", [self.hostname, Number(self.port || "5432")]);
+      for (const worker of workers) {
+        const w = new URL(worker);
+        await c.query("SELECT citus_add_node($1, $2)", [w.hostname, Number(w.port || "5432")]);
+      }
+    });
+  }
   let dropped = false;
   return {
     url: urlForDatabase(admin, name),
@@ -53,7 +80,8 @@ export async function createTestDatabase(prefix = "db"): Promise<TestDatabase> {
       if (dropped) return;
       dropped = true;
       // WITH (FORCE) (PostgreSQL 13+) ends sessions a test forgot to close instead of failing.
-      await withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`));
+      await withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${quoted} WITH (FORCE)`));
+      for (const worker of workers) await withClient(worker, (c) => c.query(`DROP DATABASE IF EXISTS ${quoted} WITH (FORCE)`));
     },
   };
 }

@@ -1,0 +1,3 @@
+ALTER TABLE seqload.tables
+  DROP COLUMN distribution_column,
+  DROP COLUMN distribution;
