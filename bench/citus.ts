@@ -21,6 +21,7 @@ import { performance } from "node:perf_hooks";
 import pg from "pg";
 import { type Batch, type LoadResult, createLoader } from "../src/index.js";
 import { type BenchMessage, benchSchema, contendedStreams, dataSet, permutation, toBatches } from "./lib/data.js";
+import { sumCounts } from "./lib/context.js";
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -44,12 +45,6 @@ interface Figure {
   check: string;
 }
 
-function sum(results: LoadResult[]): Omit<LoadResult, "table"> {
-  const c = { received: 0, collapsed: 0, inserted: 0, updated: 0, deleted: 0, skipped: 0 };
-  for (const r of results) for (const k of Object.keys(c) as (keyof typeof c)[]) c[k] += r[k];
-  return c;
-}
-
 async function runCases(target: Figure["target"], url: string): Promise<Figure[]> {
   const figures: Figure[] = [];
   const loader = await createLoader({ connectionString: url, poolSize: 4 });
@@ -59,7 +54,7 @@ async function runCases(target: Figure["target"], url: string): Promise<Figure[]
     const results: LoadResult[] = [];
     for (const b of batches) results.push(await loader.loadBatch(b));
     const seconds = (performance.now() - t0) / 1000;
-    const counts = sum(results);
+    const counts = sumCounts(results);
     const wrong = Object.entries(expect).filter(([k, v]) => counts[k as keyof typeof counts] !== v);
     const check =
       wrong.length === 0 ? "ok" : `counts off: ${wrong.map(([k, v]) => `${k} ${counts[k as keyof typeof counts]} ≠ ${v}`).join(", ")}`;
@@ -117,7 +112,7 @@ async function runCases(target: Figure["target"], url: string): Promise<Figure[]
     const stored = await pool.query<{ id: string; seq: string }>(`SELECT id::text, _sequence::text AS seq FROM "f" WHERE id >= 0`);
     let wrong = stored.rows.length === winners.size ? 0 : Math.abs(stored.rows.length - winners.size);
     for (const r of stored.rows) if (winners.get(Number(r.id))?.sequence.toString() !== r.seq) wrong++;
-    const counts = sum(results.flat());
+    const counts = sumCounts(results.flat());
     const check =
       wrong > 0
         ? `${fmt(wrong)} keys wrong`
