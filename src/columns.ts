@@ -71,7 +71,6 @@ export function widenUsing(quotedColumn: string, from: ColumnType, to: ColumnTyp
   if (to === "jsonb") return `to_jsonb(${quotedColumn})`;
   // to text: timestamps in ISO 8601 (to_json gives "2019-11-26T22:29:16+00:00" under TimeZone UTC).
   if (from === "timestamptz") return `(to_json(${quotedColumn}) #>> '{}')`;
-  if (from === "jsonb") return `${quotedColumn}::text`;
   return `${quotedColumn}::text`;
 }
 
@@ -115,8 +114,7 @@ export function columnTypeForSchema(schema: unknown): SchemaTypeResult {
     }
   }
   if (!sawAny) {
-    // No type information (e.g. only "properties" or only "format"): infer from keywords, else anything.
-    if (s.properties !== undefined) return { type: "jsonb" };
+    // No type information (e.g. only "properties" or only "format"): any JSON value.
     return { type: "jsonb" };
   }
   return { type: result };

@@ -4,7 +4,7 @@
  * could land on the same object: seqload refuses them instead (see README "Identifiers").
  */
 
-export const MAX_IDENTIFIER_BYTES = 63;
+const MAX_IDENTIFIER_BYTES = 63;
 
 /** Columns seqload adds to every table; a property with one of these names is refused. */
 export const SYSTEM_COLUMNS = ["_sequence", "_loaded_at", "_deleted_at", "_table_version"] as const;
@@ -13,7 +13,7 @@ export const SYSTEM_COLUMNS = ["_sequence", "_loaded_at", "_deleted_at", "_table
 export const POSTGRES_SYSTEM_COLUMNS = ["tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"] as const;
 
 /** A name as shown in messages: quoted, and cut short if huge. */
-export function showName(name: string): string {
+function showName(name: string): string {
   return JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name);
 }
 
@@ -38,9 +38,4 @@ export function quoteIdent(name: string): string {
 /** `"schema"."table"` */
 export function quoteQualified(schema: string, table: string): string {
   return `${quoteIdent(schema)}.${quoteIdent(table)}`;
-}
-
-/** A SQL string literal (for the few places where a value cannot be bound, e.g. DDL comments). */
-export function quoteLiteral(value: string): string {
-  return `'${value.replaceAll("'", "''")}'`;
 }

@@ -14,7 +14,7 @@ const INTEGER = /^-?\d+$/;
  * JavaScript prints the double exactly so ("19.99", "0.1", "100"), a bigint for longer integers,
  * else a LosslessNumber holding the text ("1.00", "1E+2", "1e-400", "12345678901234567890.5").
  */
-export function parseNumberToken(token: string): number | bigint | LosslessNumber {
+function parseNumberToken(token: string): number | bigint | LosslessNumber {
   const n = Number(token);
   if (INTEGER.test(token)) {
     // "1795465705836060200" prints back the same from a double, yet the double is ...160: integers
@@ -56,6 +56,7 @@ export function parseJson(text: string): unknown {
       const at = tooDeepAt(text, 1000);
       throw new SyntaxError(
         `JSON is nested too deeply to parse: more than 1000 levels of arrays or objects${at >= 0 ? ` at position ${at}` : ""}`,
+        { cause: e },
       );
     }
     throw e;

@@ -30,8 +30,8 @@ export interface LoaderStats {
 }
 
 export interface Loader {
-  /** Validate and apply one batch atomically. */
-  loadBatch(batch: Batch | unknown): Promise<LoadResult>;
+  /** Validate and apply one batch atomically. `batch` is a Batch, or anything parsed from JSON: validation says what is wrong. */
+  loadBatch(batch: unknown): Promise<LoadResult>;
   /** Close the pool if seqload created it. */
   close(): Promise<void>;
   /** The pool in use. */
@@ -359,7 +359,7 @@ export async function createLoader(input: LoaderOptions): Promise<Loader> {
     }
   }
 
-  async function loadBatch(batch: Batch | unknown): Promise<LoadResult> {
+  async function loadBatch(batch: unknown): Promise<LoadResult> {
     const v = checkBatch(batch);
     const received = Array.isArray((batch as Batch).messages) ? (batch as Batch).messages.length : 0;
     ready ??= prepare();

@@ -20,14 +20,14 @@ export interface TablePlan {
   hasTableVersion: boolean;
 }
 
-export const SYSTEM_COLUMN_DDL = [
+const SYSTEM_COLUMN_DDL = [
   `"_sequence" bigint NOT NULL`,
   `"_loaded_at" timestamp with time zone NOT NULL DEFAULT now()`,
   `"_deleted_at" timestamp with time zone`,
 ];
 
 /** Only on tables loaded with table_version (full-table replication): the version a row was loaded under. */
-export const TABLE_VERSION_DDL = `"_table_version" bigint`;
+const TABLE_VERSION_DDL = `"_table_version" bigint`;
 
 const SYSTEM_NAMES = new Set(["_sequence", "_loaded_at", "_deleted_at", "_table_version"]);
 

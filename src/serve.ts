@@ -72,7 +72,7 @@ const logLine = (fields: Record<string, unknown>): string => JSON.stringify({ ti
 async function createLoaders(
   options: LoaderOptions,
   specs: readonly TokenSpec[],
-): Promise<{ loaderFor(schema: string | null): Loader; close(): Promise<void> }> {
+): Promise<{ loaderFor: (schema: string | null) => Loader; close(): Promise<void> }> {
   const main = await createLoader(options);
   const bySchema = new Map<string, Loader>([[main.options.schema, main]]);
   try {

@@ -9,7 +9,6 @@ import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { type CollapsedBatch, carriedByDelete, stagedRows } from "./collapse.js";
 import { COLUMN_SQL, type ColumnType } from "./columns.js";
-import { quoteIdent } from "./identifiers.js";
 import { encodeValue } from "./values.js";
 
 const COPY_SPECIAL = /[\\\n\r\t]/;
@@ -17,7 +16,7 @@ const COPY_SPECIAL_ALL = /[\\\n\r\t]/g;
 const COPY_ESCAPES: Record<string, string> = { "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t" };
 
 /** One value in COPY text format (NULL is \N; backslash, newline, CR and tab escaped). */
-export function copyText(value: string | null): string {
+function copyText(value: string | null): string {
   if (value === null) return "\\N";
   return COPY_SPECIAL.test(value) ? value.replace(COPY_SPECIAL_ALL, (c) => COPY_ESCAPES[c] as string) : value;
 }
@@ -94,5 +93,3 @@ export function unnestSource(batch: CollapsedBatch, first: number): string {
   arrays.push(`$${first + n}::bigint[]`, `$${first + n + 1}::boolean[]`);
   return `unnest(${arrays.join(", ")}) AS s(${[...stageColumnNames(batch), "_sequence", "_delete"].join(", ")})`;
 }
-
-export { quoteIdent };

@@ -8,7 +8,7 @@ import { isLosslessNumber } from "lossless-json";
 import { RE2JS } from "re2js";
 import { type ColumnType, columnTypeForSchema } from "./columns.js";
 import { BatchValidationError, type ValidationIssue } from "./errors.js";
-import { POSTGRES_SYSTEM_COLUMNS, SYSTEM_COLUMNS, identifierProblem, showName } from "./identifiers.js";
+import { POSTGRES_SYSTEM_COLUMNS, SYSTEM_COLUMNS, identifierProblem } from "./identifiers.js";
 import { parseSequence } from "./sequence.js";
 import type { JsonSchema } from "./types.js";
 import { dateProblem, dateTimeProblem, exactInteger, fitsInt64, isNumeric, jsonText, numericRangeProblem } from "./values.js";
@@ -49,7 +49,7 @@ const PG_SYSTEM = new Set<string>(POSTGRES_SYSTEM_COLUMNS);
 /** PostgreSQL's hard limit on columns per table. */
 const MAX_COLUMNS = 1600;
 /** Deeper JSON than this is refused: PostgreSQL's jsonb parser would hit its stack depth limit. */
-export const MAX_JSON_DEPTH = 1000;
+const MAX_JSON_DEPTH = 1000;
 
 export interface ValidateOptions {
   /** Stop collecting after this many problems (default 1000). */
@@ -59,7 +59,7 @@ export interface ValidateOptions {
 }
 
 /** JSON Pointer segment escaping (RFC 6901). */
-export function pointer(...parts: (string | number)[]): string {
+function pointer(...parts: (string | number)[]): string {
   return parts.map((p) => `/${String(p).replaceAll("~", "~0").replaceAll("/", "~1")}`).join("");
 }
 
@@ -273,7 +273,7 @@ export function checkBatch(input: unknown, options: ValidateOptions = {}): Valid
     if (!Array.isArray(batch.key_names) || !batch.key_names.every((k) => typeof k === "string")) {
       problem(null, "/key_names", "key_names must be an array of property names");
     } else {
-      keyNames = batch.key_names as string[];
+      keyNames = batch.key_names;
       const seen = new Set<string>();
       keyNames.forEach((k, i) => {
         if (seen.has(k)) problem(null, pointer("key_names", i), `key ${JSON.stringify(k)} is listed twice`);

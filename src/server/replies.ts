@@ -69,7 +69,7 @@ const KEY_ISSUE = /^key property ("(?:[^"\\]|\\.)*") is (missing|null)$/;
  *   Record 4 is missing key property id
  *   Request failed validation:#/messages/5/sequence: sequence must be an integer, got the fraction 1.5
  */
-export function stitchValidationText(issues: readonly ValidationIssue[]): string {
+function stitchValidationText(issues: readonly ValidationIssue[]): string {
   return issues.map(issueLine).join("\n");
 }
 
