@@ -46,14 +46,8 @@ export function resolveOptions(input: LoaderOptions): ResolvedOptions {
     migrate: input.migrate ?? true,
     maxRetries: nonNegativeInt("maxRetries", input.maxRetries, 5),
     lockTimeoutMs: nonNegativeInt("lockTimeoutMs", input.lockTimeoutMs, 5000),
-    copyThreshold: nonNegativeInt("copyThreshold", input.copyThreshold ?? envThreshold(), 5000),
+    copyThreshold: nonNegativeInt("copyThreshold", input.copyThreshold, 5000),
   };
-}
-
-/** SEQLOAD_COPY_THRESHOLD lets the test suite run every test through the COPY path too. */
-function envThreshold(): number | undefined {
-  const v = process.env.SEQLOAD_COPY_THRESHOLD;
-  return v === undefined || v === "" ? undefined : Number(v);
 }
 
 export function makePool(input: LoaderOptions): { pool: pg.Pool; owned: boolean } {

@@ -41,7 +41,7 @@ const CONNECTION_MAX_USES = 250;
 const DEFAULT_HOST = "127.0.0.1";
 
 /** --token values first, then SEQLOAD_TOKENS (comma-separated); blanks and repeats dropped. */
-export function resolveTokens(flags: string[] | undefined, env: string | undefined): string[] {
+function resolveTokens(flags: string[] | undefined, env: string | undefined): string[] {
   const all = [...(flags ?? []), ...(env ?? "").split(",")].map((t) => t.trim()).filter((t) => t !== "");
   return [...new Set(all)];
 }
