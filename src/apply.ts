@@ -82,7 +82,7 @@ function upsert(shape: ApplyShape) {
       .selectFrom(`${TARGET} as x`)
       .select(sql.lit(1).as("one"))
       .where(sql<boolean>`${sql.join(match, sql` and `)} and ${col("x", "_sequence")} >= ${col("s", "_sequence")}`);
-    rows = rows.where(({ not, exists }) => not(exists(stored)));
+    rows = rows.where((eb) => eb.not(eb.exists(stored)));
   }
   for (const p of keyPositions) rows = rows.orderBy(staged(p));
   const insert = db.insertInto(TARGET).columns(targetColumns).expression(rows);
@@ -199,6 +199,6 @@ export function staleSampleStatement(schema: string, table: string, keyNames: st
   const query = db
     .selectFrom(sample)
     .select(sql<number>`count(*)::int`.as("stale"))
-    .where(({ exists }) => exists(stored));
+    .where((eb) => eb.exists(stored));
   return statement(compileFor(schema, table, query));
 }

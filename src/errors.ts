@@ -162,7 +162,7 @@ const PERMANENT_CODES: Readonly<Record<string, string>> = {
  * SQLSTATEs that mean the loader's cached table shape is stale (another loader created, widened
  * or extended the table): read the catalog again and replan.
  */
-export const STALE_SHAPE_CODES: Readonly<Record<string, string>> = {
+const STALE_SHAPE_CODES: Readonly<Record<string, string>> = {
   "42P01": "undefined table",
   "42703": "undefined column",
   "42804": "datatype mismatch (a column type the cache thought the column had)",

@@ -8,7 +8,7 @@
  * (the loader's entry for validated batches): no validation is kept anywhere else.
  */
 import { performance } from "node:perf_hooks";
-import type { Batch, LoadResult } from "./types.js";
+import type { LoadResult } from "./types.js";
 import { type ValidatedBatch, checkBatch } from "./validate.js";
 
 /** One loaded item of a pipeline: what it was, its result, and how long its load took. */
@@ -43,8 +43,7 @@ type Checked = { ok: true; batch: ValidatedBatch } | { ok: false; error: unknown
  * starts only when the next result is asked for.
  */
 export async function* loadInOrder<T>(items: AsyncIterable<T> | Iterable<T>, steps: PipelineSteps<T>): AsyncGenerator<Loaded<T>> {
-  const source: AsyncIterator<T> | Iterator<T> =
-    Symbol.asyncIterator in items ? (items as AsyncIterable<T>)[Symbol.asyncIterator]() : (items as Iterable<T>)[Symbol.iterator]();
+  const source: AsyncIterator<T> | Iterator<T> = Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : items[Symbol.iterator]();
   let done = false;
   let inFlight: { item: T; settled: Promise<Settled> } | null = null;
   const finish = async (flight: { item: T; settled: Promise<Settled> }): Promise<Loaded<T>> => {
@@ -110,9 +109,6 @@ export async function* loadInOrder<T>(items: AsyncIterable<T> | Iterable<T>, ste
  * of every batch before it; that batch and the ones after it are not loaded. Batches are read and
  * validated one ahead: do not change a batch object after handing it over.
  */
-export async function* loadBatches(
-  load: LoadValidated,
-  batches: AsyncIterable<Batch | unknown> | Iterable<Batch | unknown>,
-): AsyncGenerator<LoadResult> {
+export async function* loadBatches(load: LoadValidated, batches: AsyncIterable<unknown> | Iterable<unknown>): AsyncGenerator<LoadResult> {
   for await (const loaded of loadInOrder(batches, { batch: (b) => b, load })) yield loaded.result;
 }

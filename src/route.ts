@@ -93,7 +93,7 @@ export async function alterTable(ctx: RouteContext, s: Session, v: ValidatedBatc
 }
 
 /** The table's shape once `plan` ran: what the loader caches. */
-export function shapeAfter(v: ValidatedBatch, plan: TablePlan): TableInfo {
+function shapeAfter(v: ValidatedBatch, plan: TablePlan): TableInfo {
   const columns = new Map<string, ColumnType | "other">(plan.columns);
   for (const c of systemColumnsOf(plan.hasTableVersion)) columns.set(c.name, c.type);
   return { exists: true, columns, keyNames: v.keyNames };

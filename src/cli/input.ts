@@ -223,7 +223,7 @@ function positionIn(raw: RawBatch, offset: number): { line: number; column: numb
   return { line, column: lineStart === -1 ? raw.column + offset : offset - lineStart };
 }
 
-/** Offset of the first byte that does not begin a well-formed UTF-8 sequence, or -1. @internal exported for the tests */
+/** Offset of the first byte that does not begin a well-formed UTF-8 sequence, or -1. */
 export function firstInvalidUtf8(bytes: Uint8Array): number {
   for (let i = 0; i < bytes.length;) {
     const b = bytes[i] as number;

@@ -84,7 +84,7 @@ const seconds = (flag: string, text: string | undefined): number | undefined => 
 };
 
 /** The limits of src/server/limits.ts from their flags. */
-export function limitOptions(flags: ServeFlags): LimitOptions {
+function limitOptions(flags: ServeFlags): LimitOptions {
   const all: LimitOptions = {
     maxInFlight: positive("--max-in-flight", flags.maxInFlight, true),
     maxInFlightPerToken: positive("--max-in-flight-per-token", flags.maxInFlightPerToken, true),
@@ -98,7 +98,7 @@ export function limitOptions(flags: ServeFlags): LimitOptions {
 }
 
 /** --tls-cert and --tls-key, read now so that a wrong path fails at startup with its name. */
-export function tlsOptions(flags: ServeFlags): TlsOptions | undefined {
+function tlsOptions(flags: ServeFlags): TlsOptions | undefined {
   if (flags.tlsCert === undefined && flags.tlsKey === undefined) return undefined;
   if (flags.tlsCert === undefined || flags.tlsKey === undefined) throw new CliError("--tls-cert and --tls-key go together: pass both");
   const read = (flag: string, file: string): Buffer => {

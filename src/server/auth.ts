@@ -90,11 +90,6 @@ export function parseTokenEntries(entries: readonly TokenEntry[]): TokenSpec[] {
   return specs;
 }
 
-/** `--token` / SEQLOAD_TOKENS entries, named "token #N" in errors. */
-export function parseTokenSpecs(entries: readonly string[]): TokenSpec[] {
-  return parseTokenEntries(entries.map((text, i) => ({ text, where: `token #${i + 1}` })));
-}
-
 /** The token from `Authorization: Bearer <token>` (scheme case-insensitive), or null. */
 function bearerToken(header: string | undefined): string | null {
   if (header === undefined) return null;
