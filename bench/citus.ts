@@ -74,7 +74,7 @@ async function runCases(target: Figure["target"], url: string): Promise<Figure[]
     });
     const a = dataSet(ROWS, { version: 0, parity: 0, order });
     await load("(a) new rows into a new table", ROWS, toBatches("a", a, ROWS), { inserted: ROWS });
-    await loader.loadBatch(toBatches("b", dataSet(ROWS, { version: 0, parity: 1, order }), ROWS)[0] as Batch);
+    await loader.loadBatch(toBatches("b", dataSet(ROWS, { version: 0, parity: 1, order }), ROWS)[0]);
     await load("(b) new keys into a table of as many", ROWS, tenths("b", a), { inserted: ROWS });
     await load("(c) updates, higher sequences", ROWS, tenths("a", dataSet(ROWS, { version: 1, parity: 0, order })), { updated: ROWS });
     await load("(d) stale replays", ROWS, tenths("a", dataSet(ROWS, { version: 1, parity: 0, order })), { skipped: ROWS });

@@ -69,7 +69,7 @@ let sequence = 1_795_465_705_836_000_000n;
 const keyFor = (batchSize: number) => Math.floor(Math.random() * batchSize * 10);
 
 function messagesText(batchSize: number): string {
-  const parts: string[] = new Array(batchSize);
+  const parts = new Array<string>(batchSize);
   for (let i = 0; i < batchSize; i++) {
     const id = keyFor(batchSize);
     sequence += 1n;

@@ -42,7 +42,6 @@ interface Server {
 
 /** Highest VmHWM (kB) seen over every server process of the run. */
 let peakRssKb = 0;
-const watched = new Set<number>();
 
 async function vmHwmKb(pid: number): Promise<number | null> {
   try {
@@ -54,13 +53,11 @@ async function vmHwmKb(pid: number): Promise<number | null> {
 }
 
 function watchRss(pid: number): void {
-  watched.add(pid);
-  const timer = setInterval(async () => {
-    const kb = await vmHwmKb(pid);
-    if (kb === null) {
-      clearInterval(timer);
-      watched.delete(pid);
-    } else peakRssKb = Math.max(peakRssKb, kb);
+  const timer = setInterval(() => {
+    void vmHwmKb(pid).then((kb) => {
+      if (kb === null) clearInterval(timer);
+      else peakRssKb = Math.max(peakRssKb, kb);
+    });
   }, 50);
 }
 
@@ -272,7 +269,7 @@ function memoryBatch(c: number): { body: string; versions: [number, Version][] }
 
 function apply(model: Model, table: string, versions: [number, Version][]): void {
   let t = model.get(table);
-  if (t === undefined) model.set(table, (t = new Map()));
+  if (t === undefined) model.set(table, (t = new Map<number, Version>()));
   for (const [id, v] of versions) {
     const cur = t.get(id);
     if (cur === undefined || v.seq > cur.seq) t.set(id, v);

@@ -102,7 +102,7 @@ function upsert(shape: ApplyShape) {
         .selectFrom(`${TARGET} as x`)
         .select(sql.lit(1).as("one"))
         .where(sql<boolean>`${match()} and ${col("x", "_sequence")} >= ${col("s", "_sequence")}`);
-      rows = rows.where(({ not, exists }) => not(exists(stored)));
+      rows = rows.where((eb) => eb.not(eb.exists(stored)));
     }
   }
   for (const p of keyPositions) rows = rows.orderBy(staged(p));
@@ -246,6 +246,6 @@ export function staleSampleStatement(schema: string, table: string, keyNames: st
   const query = db
     .selectFrom(sample)
     .select(count)
-    .where(({ exists }) => exists(stored));
+    .where((eb) => eb.exists(stored));
   return statement(compileFor(schema, table, query));
 }

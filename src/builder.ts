@@ -65,7 +65,7 @@ export function compileFor(schema: string, table: string, query: Buildable): Com
 }
 
 /** A named placeholder for a value that differs per batch. */
-export class Slot {
+class Slot {
   constructor(readonly name: string) {}
 }
 

@@ -100,12 +100,12 @@ export async function distributeNewTable(
   await recordDistribution(client, schema, table, distribution);
 }
 
-export async function recordDistribution(client: Queryable, schema: string, table: string, distribution: Distribution): Promise<void> {
+async function recordDistribution(client: Queryable, schema: string, table: string, distribution: Distribution): Promise<void> {
   await client.query(loadSql("record-distribution"), [schema, table, distribution.kind, distribution.column]);
 }
 
 /** How an existing table is placed, from Citus's catalog. */
-export async function readDistribution(client: Queryable, schema: string, table: string): Promise<Distribution> {
+async function readDistribution(client: Queryable, schema: string, table: string): Promise<Distribution> {
   const r = await client.query<{ kind: Distribution["kind"]; column: string | null }>(loadSql("table-distribution"), [
     quoteQualified(schema, table),
   ]);

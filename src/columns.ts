@@ -141,8 +141,7 @@ export function columnTypeForSchema(schema: unknown): SchemaTypeResult {
     }
   }
   if (!sawAny) {
-    // No type information (e.g. only "properties" or only "format"): infer from keywords, else anything.
-    if (s.properties !== undefined) return { type: "jsonb" };
+    // No type information (e.g. only "properties" or only "format"): any JSON value.
     return { type: "jsonb" };
   }
   return { type: result };

@@ -146,7 +146,7 @@ export class ConfigurationError extends SeqloadError {
 }
 
 /** SQLSTATEs after which the whole transaction can be retried as is (the guard makes replays idempotent). */
-export const TRANSIENT_CODES: Readonly<Record<string, string>> = {
+const TRANSIENT_CODES: Readonly<Record<string, string>> = {
   "40P01": "deadlock detected",
   "40001": "serialization failure",
   "55P03": "lock not available (lock_timeout)",
@@ -156,7 +156,7 @@ export const TRANSIENT_CODES: Readonly<Record<string, string>> = {
 };
 
 /** SQLSTATEs that mean the connection or server went away; retry on a new connection. */
-export const CONNECTION_CODES: Readonly<Record<string, string>> = {
+const CONNECTION_CODES: Readonly<Record<string, string>> = {
   "57P01": "admin shutdown (server stopped or backend terminated)",
   "57P02": "crash shutdown",
   "57P03": "cannot connect now (server starting up or shutting down)",
@@ -169,7 +169,7 @@ export const CONNECTION_CODES: Readonly<Record<string, string>> = {
 };
 
 /** SQLSTATEs that are never retried: retrying cannot change the outcome. */
-export const PERMANENT_CODES: Readonly<Record<string, string>> = {
+const PERMANENT_CODES: Readonly<Record<string, string>> = {
   "21000": "cardinality violation (a key twice in one statement: a seqload bug)",
   "22021": "invalid byte sequence (e.g. a NUL character in text)",
   "22P02": "invalid text representation",
@@ -184,7 +184,7 @@ export const PERMANENT_CODES: Readonly<Record<string, string>> = {
  * SQLSTATEs that mean the loader's cached table shape is stale (another loader created, widened
  * or extended the table): read the catalog again and replan.
  */
-export const STALE_SHAPE_CODES: Readonly<Record<string, string>> = {
+const STALE_SHAPE_CODES: Readonly<Record<string, string>> = {
   "42P01": "undefined table",
   "42703": "undefined column",
   "42804": "datatype mismatch (a column type the cache thought the column had)",
@@ -238,7 +238,7 @@ export function isTransient(e: unknown): boolean {
 }
 
 export function isConnectionError(e: unknown): boolean {
-  return isPgLike(e) && isConnectionLoss(e as Error & { code?: string });
+  return isPgLike(e) && isConnectionLoss(e);
 }
 
 /**
@@ -252,7 +252,7 @@ export function wrapPgError(
 ): SeqloadError {
   if (e instanceof SeqloadError) return e;
   if (!isPgLike(e)) return new SeqloadError("INTERNAL", `${what}: ${String(e)}`, { cause: e });
-  const pg = e as PgLikeError & Error;
+  const pg = e;
   const state = pg.code;
   const connect = state === undefined ? undefined : CONNECT_FAILURES[state];
   if (connect !== undefined) {
@@ -267,7 +267,7 @@ export function wrapPgError(
   const rolledBack = opts.callerTransaction ? "the caller's transaction must be rolled back" : "the batch was rolled back";
   const again = opts.callerTransaction ? `${rolledBack}; the batch can then be loaded again` : `${rolledBack} and can be loaded again`;
   const replaySafe = opts.replaySafe ?? true;
-  if (isConnectionLoss(pg as Error & { code?: string })) {
+  if (isConnectionLoss(pg)) {
     return new ConnectionError(
       `${what}: the connection to PostgreSQL was lost (${pg.message}); the batch was not committed${
         replaySafe ? " or is already fully applied; loading it again is safe" : "; it may or may not have been committed"

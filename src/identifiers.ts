@@ -6,7 +6,7 @@
 
 import { shorten } from "./text.js";
 
-export const MAX_IDENTIFIER_BYTES = 63;
+const MAX_IDENTIFIER_BYTES = 63;
 
 /** PostgreSQL's own hidden columns on every table; a column cannot take these names. */
 export const POSTGRES_SYSTEM_COLUMNS = ["tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"] as const;
@@ -37,9 +37,4 @@ export function quoteIdent(name: string): string {
 /** `"schema"."table"` */
 export function quoteQualified(schema: string, table: string): string {
   return `${quoteIdent(schema)}.${quoteIdent(table)}`;
-}
-
-/** A SQL string literal (for the few places where a value cannot be bound, e.g. DDL comments). */
-export function quoteLiteral(value: string): string {
-  return `'${value.replaceAll("'", "''")}'`;
 }

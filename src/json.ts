@@ -24,6 +24,7 @@ const INTEGER = /^-?\d+$/;
  * A JSON number token as a value that writes back exactly as it was written: a plain number when
  * JavaScript prints the double exactly so ("19.99", "0.1", "100"), a bigint for longer integers,
  * else a LosslessNumber holding the text ("1.00", "1E+2", "1e-400", "12345678901234567890.5").
+ * @internal exported for test/json.test.ts and the parse benchmarks (lossless-json's parser with it)
  */
 export function parseNumberToken(token: string): number | bigint | LosslessNumber {
   const n = Number(token);
@@ -119,6 +120,7 @@ function tooDeepError(e: unknown, input: string): unknown {
   const deep = tooDeepAt(input, 1000);
   return new SyntaxError(
     `JSON is nested too deeply to parse: more than 1000 levels of arrays or objects${deep >= 0 ? ` at position ${deep}` : ""}`,
+    { cause: e },
   );
 }
 

@@ -39,7 +39,7 @@ import {
 } from "./route.js";
 import { type KyselyTransaction, type Session, kyselySession, pgSession } from "./session.js";
 import { inPoolTransaction, withClient } from "./transaction.js";
-import type { Batch, LoadResult } from "./types.js";
+import type { LoadResult } from "./types.js";
 import { type ValidatedBatch, checkBatch, checkMessageCount } from "./validate.js";
 
 /** Counters since the loader was created (for monitoring and the stress tests). */
@@ -65,10 +65,13 @@ export interface LoadOptions {
 }
 
 export interface Loader {
-  /** Validate and apply one batch atomically: in a transaction of its own, or in the caller's (`options`). */
-  loadBatch(batch: Batch | unknown, options?: LoadOptions): Promise<LoadResult>;
-  /** Load a stream of batches in order, one transaction each, yielding each result as it commits (src/pipeline.ts). */
-  loadBatches(batches: AsyncIterable<Batch | unknown> | Iterable<Batch | unknown>): AsyncGenerator<LoadResult>;
+  /**
+   * Validate and apply one batch atomically: in a transaction of its own, or in the caller's (`options`).
+   * `batch` is a Batch, or anything parsed from JSON: validation says what is wrong.
+   */
+  loadBatch(batch: unknown, options?: LoadOptions): Promise<LoadResult>;
+  /** Load a stream of batches (each as loadBatch takes it) in order, one transaction each, yielding each result as it commits (src/pipeline.ts). */
+  loadBatches(batches: AsyncIterable<unknown> | Iterable<unknown>): AsyncGenerator<LoadResult>;
   /** The highest sequence committed into `table` (from the load log), or null. */
   maxSequence(table: string): Promise<bigint | null>;
   /** The stored sequence of each key (tombstones marked), or null where none. */
@@ -157,7 +160,7 @@ export async function openLoader(input: LoaderOptions): Promise<OpenedLoader> {
   return { loader, loadValidated };
 }
 
-async function loadBatch(ctx: LoaderContext, batch: Batch | unknown, opts: LoadOptions = {}): Promise<LoadResult> {
+async function loadBatch(ctx: LoaderContext, batch: unknown, opts: LoadOptions = {}): Promise<LoadResult> {
   // An invalid batch throws before any SQL runs.
   if (opts.limits?.maxMessages !== undefined) checkMessageCount(batch, opts.limits.maxMessages);
   const onInvalid = opts.onInvalid === undefined ? ctx.options.onInvalid : checkOnInvalid(opts.onInvalid);

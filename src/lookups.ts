@@ -98,7 +98,7 @@ function keyValues(key: KeyInput, index: number, keyNames: string[]): unknown[] 
     }
     return [key];
   }
-  const record = key as Readonly<Record<string, unknown>>;
+  const record = key;
   return keyNames.map((name) => {
     const v = record[name];
     if (v === undefined || v === null) throw new ConfigurationError(`key ${index} has no value for key column ${showName(name)}`);
@@ -118,7 +118,10 @@ export async function storedSequences(
   keys: readonly KeyInput[],
 ): Promise<(StoredSequence | null)[]> {
   checkName(table, "table");
-  if (!Array.isArray(keys)) throw new ConfigurationError("keys must be an array");
+  // A JavaScript caller may pass anything. (Checked on an `unknown` copy: isArray would narrow
+  // `keys` itself to any[].)
+  const given: unknown = keys;
+  if (!Array.isArray(given)) throw new ConfigurationError("keys must be an array");
   const what = `looking up ${keys.length} key${keys.length === 1 ? "" : "s"} in table ${showName(table)}`;
   let info: TableInfo;
   try {
@@ -139,7 +142,7 @@ export async function storedSequences(
     if (type === undefined || type === "other") {
       throw new TableShapeError(`table ${showName(table)}: key column ${showName(name)} has a type seqload did not create`);
     }
-    return type as ColumnType;
+    return type;
   });
   const columns: (string | null)[][] = keyNames.map(() => []);
   keys.forEach((key, i) => {

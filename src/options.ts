@@ -58,7 +58,7 @@ export function resolveOptions(input: LoaderOptions): ResolvedOptions {
     migrate: input.migrate ?? true,
     maxRetries: nonNegativeInt("maxRetries", input.maxRetries, 5),
     lockTimeoutMs: nonNegativeInt("lockTimeoutMs", input.lockTimeoutMs, 5000),
-    copyThreshold: nonNegativeInt("copyThreshold", input.copyThreshold ?? envThreshold(), 5000),
+    copyThreshold: nonNegativeInt("copyThreshold", input.copyThreshold, 5000),
     onInvalid: input.onInvalid === undefined ? "fail" : checkOnInvalid(input.onInvalid),
     distribute: distributeMode(input.distribute),
   };
@@ -76,12 +76,6 @@ function distributeMode(v: unknown): DistributeMode {
   if (v === undefined) return "auto";
   if (v === "auto" || v === "off") return v;
   throw new ConfigurationError(`distribute must be "auto" or "off", got ${JSON.stringify(v)}`);
-}
-
-/** SEQLOAD_COPY_THRESHOLD lets the test suite run every test through the COPY path too. */
-function envThreshold(): number | undefined {
-  const v = process.env.SEQLOAD_COPY_THRESHOLD;
-  return v === undefined || v === "" ? undefined : Number(v);
 }
 
 export function makePool(input: LoaderOptions): { pool: pg.Pool; owned: boolean } {

@@ -9,7 +9,7 @@
  */
 import { performance } from "node:perf_hooks";
 import type { OnInvalid } from "./quarantine.js";
-import type { Batch, LoadResult } from "./types.js";
+import type { LoadResult } from "./types.js";
 import { type ValidatedBatch, checkBatch } from "./validate.js";
 
 /** One loaded item of a pipeline: what it was, its result, and how long its load took. */
@@ -46,8 +46,7 @@ type Checked = { ok: true; batch: ValidatedBatch } | { ok: false; error: unknown
  * starts only when the next result is asked for.
  */
 export async function* loadInOrder<T>(items: AsyncIterable<T> | Iterable<T>, steps: PipelineSteps<T>): AsyncGenerator<Loaded<T>> {
-  const source: AsyncIterator<T> | Iterator<T> =
-    Symbol.asyncIterator in items ? (items as AsyncIterable<T>)[Symbol.asyncIterator]() : (items as Iterable<T>)[Symbol.iterator]();
+  const source: AsyncIterator<T> | Iterator<T> = Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : items[Symbol.iterator]();
   let done = false;
   let inFlight: { item: T; settled: Promise<Settled> } | null = null;
   const finish = async (flight: { item: T; settled: Promise<Settled> }): Promise<Loaded<T>> => {
@@ -115,7 +114,7 @@ export async function* loadInOrder<T>(items: AsyncIterable<T> | Iterable<T>, ste
  */
 export async function* loadBatches(
   load: LoadValidated,
-  batches: AsyncIterable<Batch | unknown> | Iterable<Batch | unknown>,
+  batches: AsyncIterable<unknown> | Iterable<unknown>,
   onInvalid: OnInvalid = "fail",
 ): AsyncGenerator<LoadResult> {
   for await (const loaded of loadInOrder(batches, { batch: (b) => b, load, onInvalid })) yield loaded.result;

@@ -33,10 +33,11 @@ export interface RejectedRow {
 const INSERT_CHUNK = 5000;
 
 // Characters PostgreSQL text (and jsonb) cannot hold: NUL and UTF-16 surrogates without their pair.
+// eslint-disable-next-line no-control-regex -- matching NUL is the point
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 /** `s` with U+0000 and lone surrogates written as \u escapes, so that text can hold it. */
-export function storableText(s: string): string {
+function storableText(s: string): string {
   return s.replace(UNSTORABLE, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
@@ -51,7 +52,7 @@ function sequenceText(message: unknown): string | null {
     const text = jsonText(v); // a LosslessNumber writes back its digits; anything else its JSON
     return storableText(text);
   } catch {
-    return String(v);
+    return null; // not writable as JSON (e.g. a cycle): the issue names the bad sequence
   }
 }
 

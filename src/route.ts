@@ -99,7 +99,7 @@ export async function alterTable(ctx: RouteContext, s: Session, v: ValidatedBatc
 }
 
 /** The table's shape once `plan` ran: what the loader caches. */
-export function shapeAfter(v: ValidatedBatch, plan: TablePlan): TableInfo {
+function shapeAfter(v: ValidatedBatch, plan: TablePlan): TableInfo {
   const columns = new Map<string, ColumnType | "other">(plan.columns);
   for (const c of systemColumnsOf(plan.hasTableVersion)) columns.set(c.name, c.type);
   return { exists: true, columns, keyNames: v.keyNames };
@@ -164,7 +164,7 @@ export async function createAndLoad(
 }
 
 /** Whether a batch's rows can go as one statement: rows to apply, few enough for array parameters, no activate_version. */
-export function fitsOneStatement(ctx: RouteContext, c: CollapsedBatch): boolean {
+function fitsOneStatement(ctx: RouteContext, c: CollapsedBatch): boolean {
   return c.winners.length > 0 && c.winners.length < ctx.options.copyThreshold && c.activations.length === 0;
 }
 

@@ -61,7 +61,7 @@ export function pgSession(client: pg.ClientBase, caller: boolean): Session {
 export function kyselySession(trx: KyselyTransaction): Session {
   const saved = new Map<string, string>();
   const query = async <R>(text: string, params: readonly unknown[] = []): Promise<Rows<R>> => {
-    const r = await trx.executeQuery(CompiledQuery.raw(text, [...params]) as CompiledQuery<R>);
+    const r = await trx.executeQuery<R>(CompiledQuery.raw(text, [...params]));
     return { rows: r.rows, rowCount: r.numAffectedRows === undefined ? r.rows.length : Number(r.numAffectedRows) };
   };
   return {

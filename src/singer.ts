@@ -230,7 +230,7 @@ export class SingerBatcher {
     if (!Array.isArray(keys) || !keys.every((k) => typeof k === "string")) {
       throw new SingerInputError(line, `SCHEMA for stream ${showName(stream)}: "key_properties" must be an array of property names`);
     }
-    const keyNames = keys as string[];
+    const keyNames = keys;
     const previous = this.streams.get(stream);
     if (previous !== undefined && JSON.stringify(previous.keyNames) !== JSON.stringify(keyNames)) {
       throw new SingerInputError(
@@ -262,7 +262,7 @@ export class SingerBatcher {
     }
     const steps = previous === undefined ? [] : this.flush(stream, previous); // drift: the records before it go first
     this.streams.set(stream, {
-      schema: schema as JsonSchema,
+      schema,
       schemaText,
       keyNames,
       sequencer: previous?.sequencer ?? (this.options.sequenceProperty === undefined ? this.options.sequencer(stream) : null),

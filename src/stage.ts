@@ -11,7 +11,6 @@ import { type CollapsedBatch, carriedByDelete, stagedRows } from "./collapse.js"
 import { type CompiledQuery, type CreateTableBuilder } from "kysely";
 import { db } from "./builder.js";
 import { COLUMN_SQL, type ColumnType } from "./columns.js";
-import { quoteIdent } from "./identifiers.js";
 import { encodeValue } from "./values.js";
 
 const COPY_SPECIAL = /[\\\n\r\t]/;
@@ -19,7 +18,7 @@ const COPY_SPECIAL_ALL = /[\\\n\r\t]/g;
 const COPY_ESCAPES: Record<string, string> = { "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t" };
 
 /** One value in COPY text format (NULL is \N; backslash, newline, CR and tab escaped). */
-export function copyText(value: string | null): string {
+function copyText(value: string | null): string {
   if (value === null) return "\\N";
   return COPY_SPECIAL.test(value) ? value.replace(COPY_SPECIAL_ALL, (c) => COPY_ESCAPES[c] as string) : value;
 }
@@ -95,5 +94,3 @@ export function arrayValues(batch: CollapsedBatch): Record<string, unknown> {
   values.deletes = rows.map((r) => r.isDelete);
   return values;
 }
-
-export { quoteIdent };

@@ -55,7 +55,7 @@ const PG_SYSTEM = new Set<string>(POSTGRES_SYSTEM_COLUMNS);
 /** PostgreSQL's hard limit on columns per table. */
 const MAX_COLUMNS = 1600;
 /** Deeper JSON than this is refused: PostgreSQL's jsonb parser would hit its stack depth limit. */
-export const MAX_JSON_DEPTH = 1000;
+const MAX_JSON_DEPTH = 1000;
 
 export interface ValidateOptions {
   /** Stop collecting after this many problems (default 1000). */
@@ -73,7 +73,7 @@ export interface ValidateOptions {
 const MAX_ISSUES_PER_MESSAGE = 100;
 
 /** JSON Pointer segment escaping (RFC 6901). */
-export function pointer(...parts: (string | number)[]): string {
+function pointer(...parts: (string | number)[]): string {
   return parts.map((p) => `/${String(p).replaceAll("~", "~0").replaceAll("/", "~1")}`).join("");
 }
 
@@ -327,7 +327,7 @@ function checkSchema(schema: unknown, problems: Problems): SchemaFacts {
   }
   facts.propertiesOk = true;
   facts.schemaOk = true;
-  facts.properties = properties as Record<string, unknown>;
+  facts.properties = properties;
   for (const [name, propSchema] of Object.entries(facts.properties)) {
     const problem = propertyProblem(name, propSchema, facts.columns);
     if (problem !== null) {
@@ -374,7 +374,7 @@ function checkKeys(raw: unknown, schema: SchemaFacts, problems: Problems): strin
     problems.batch("/key_names", "key_names must be an array of property names");
     return [];
   }
-  const keyNames = raw as string[];
+  const keyNames = raw;
   const { properties, propertiesOk, columns } = schema;
   const seen = new Set<string>();
   keyNames.forEach((k, i) => {

@@ -14,7 +14,7 @@ export function isNumeric(v: unknown): v is number | bigint | { value: string } 
 }
 
 /** The decimal text of a numeric value, every digit kept. */
-export function numericText(v: number | bigint | { value: string }): string {
+function numericText(v: number | bigint | { value: string }): string {
   if (typeof v === "bigint") return v.toString();
   if (typeof v === "number") {
     // Integers beyond 2^53 print in exponent form ("1e+21"); write the double's exact digits instead.
@@ -141,7 +141,7 @@ export function dateTimeProblem(s: string): string | null {
   return commonDateTimeOk(s) ? null : dateTimeProblemInFull(s);
 }
 
-/** dateTimeProblem without the fast path for the common form (exported for the test that compares the two). */
+/** dateTimeProblem without the fast path for the common form (exported for the test that compares the two). @internal */
 export function dateTimeProblemInFull(s: string): string | null {
   const m = DATE_TIME.exec(s);
   if (m === null) return `${JSON.stringify(shorten(s, 60))} is not an ISO 8601 date-time (e.g. 2019-11-26T22:29:16Z)`;
@@ -191,13 +191,16 @@ export function encodeValue(value: unknown, type: ColumnType): string | null {
     case "jsonb":
       return jsonText(value);
     case "timestamptz":
+      // eslint-disable-next-line @typescript-eslint/no-base-to-string -- unreachable after validation (a string, boolean or number)
       return typeof value === "string" ? timestampText(value) : String(value);
     case "boolean":
+      // eslint-disable-next-line @typescript-eslint/no-base-to-string -- unreachable after validation (a string, boolean or number)
       return value === true ? "true" : value === false ? "false" : String(value);
     case "bigint":
       if (typeof value === "number" && Number.isSafeInteger(value)) return String(value);
       // 1E+2 or 9007199254740993.0 are integers, but not in the syntax bigint input accepts.
       if (isNumeric(value)) return (exactInteger(value) ?? numericText(value)).toString();
+      // eslint-disable-next-line @typescript-eslint/no-base-to-string -- unreachable after validation (a string, boolean or number)
       return String(value);
     default:
       if (typeof value === "string") return value;
@@ -207,7 +210,7 @@ export function encodeValue(value: unknown, type: ColumnType): string | null {
   }
 }
 
-/** Normalise a decimal string so that equal numbers compare equal ("1.50" ≡ "1.5" ≡ "15e-1"). */
+/** Normalise a decimal string so that equal numbers compare equal ("1.50" ≡ "1.5" ≡ "15e-1"). @internal exported for the tests */
 export function canonicalDecimal(text: string): string {
   const m = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(text.trim());
   if (m === null) return text;
@@ -223,7 +226,7 @@ export function canonicalDecimal(text: string): string {
   return `${sign}${digits}e${exp}`;
 }
 
-/** Normalise a timestamp to its instant so that equal instants compare equal across offsets. */
+/** Normalise a timestamp to its instant so that equal instants compare equal across offsets. @internal exported for the tests */
 export function canonicalTimestamp(text: string): string {
   const m = DATE_TIME.exec(text);
   if (m === null) return text;

@@ -1,8 +1,6 @@
 // `seqload serve` as a subprocess: flags and SEQLOAD_TOKENS become startServer's options, the
 // server answers, and SIGTERM stops it cleanly. The HTTP API itself is tested in serve.test.ts.
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase, withClient } from "./helpers/db.js";
 import { assertBuilt, batch, CLI, cleanEnv, ROOT, runCli } from "./fixtures/cli/run.js";

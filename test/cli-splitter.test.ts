@@ -151,7 +151,7 @@ describe("Utf8Decoder", () => {
     ];
     for (const [bytes, where] of cases) {
       for (let size = 1; size <= bytes.length; size++)
-        expect(decode(Buffer.from(bytes), size), `${bytes} in chunks of ${size}`).toEqual(where);
+        expect(decode(Buffer.from(bytes), size), `${bytes.join(",")} in chunks of ${size}`).toEqual(where);
     }
   });
 });

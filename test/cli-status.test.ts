@@ -42,7 +42,7 @@ describe("seqload status", () => {
       rows: 4,
       live: 3,
       deleted: 1,
-      max_sequence: 1795465705836066521, // (JSON.parse rounds it; the text above is exact)
+      max_sequence: Number("1795465705836066521"), // (JSON.parse rounds it; the text above is exact)
       batches: 4,
       last_loaded_at: null,
     });

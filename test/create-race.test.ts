@@ -84,7 +84,7 @@ describe("reading a table's shape while another loader creates it", () => {
             }),
           ),
         );
-        const failures = results.filter((r) => r.status === "rejected").map((r) => String((r as PromiseRejectedResult).reason));
+        const failures = results.filter((r) => r.status === "rejected").map((r) => String(r.reason));
         expect(failures).toEqual([]);
       }
     } finally {

@@ -201,9 +201,8 @@ describe.each(PATHS)("schema drift ($path path)", ({ copyThreshold }) => {
       });
       await loader.loadBatch(batch(e.from, 1, 1, e.first));
       await loader.loadBatch(batch(e.to, 2, 2, e.second));
-      expect((await columnTypes(t)).v).toBe(e.type === "text" ? "text" : e.type);
-      const select = e.type === "jsonb" ? "v::text as v" : "v::text as v";
-      const rows = await ctx.query<{ v: string }>(`select ${select} from "${t}" order by id`);
+      expect((await columnTypes(t)).v).toBe(e.type);
+      const rows = await ctx.query<{ v: string }>(`select v::text as v from "${t}" order by id`);
       const read = rows.map((r) => (e.type === "jsonb" ? parseJson(r.v) : r.v));
       expect(read).toEqual(e.expected);
     });

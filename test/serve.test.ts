@@ -25,14 +25,14 @@ const realWrite = { out: process.stdout.write.bind(process.stdout), err: process
 
 beforeAll(async () => {
   db = await createTestDatabase("serve");
-  process.stdout.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+  process.stdout.write = (chunk: string | Uint8Array, ...rest: never[]) => {
     written.push(String(chunk));
     return realWrite.out(chunk, ...rest);
-  }) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+  };
+  process.stderr.write = (chunk: string | Uint8Array, ...rest: never[]) => {
     written.push(String(chunk));
     return realWrite.err(chunk, ...rest);
-  }) as typeof process.stderr.write;
+  };
 });
 
 afterAll(async () => {
@@ -428,7 +428,7 @@ describe("seqload serve", () => {
     const closed = s.close();
     const late = await post(s.url, "/v2/import/batch", batch("drain", [up(1, 3, "late")]), auth).catch((e: Error) => e);
     if (late instanceof Error)
-      expect(String((late as { cause?: unknown }).cause ?? late)).toMatch(/ECONNREFUSED|ECONNRESET|SocketError|other side closed/);
+      expect(String((late as { cause?: Error }).cause ?? late)).toMatch(/ECONNREFUSED|ECONNRESET|SocketError|other side closed/);
     else expect([late.status, late.json]).toEqual([503, { status: "ERROR", message: "The server is shutting down; retry shortly" }]);
     await lock.release();
     expect((await inFlight).status).toBe(201);

@@ -1,6 +1,6 @@
 // Validation happens before any write, and one error lists every problem with index and path.
 import { describe, expect, it, vi } from "vitest";
-import { type Batch, BatchValidationError, validateBatch } from "../src/index.js";
+import { BatchValidationError, validateBatch } from "../src/index.js";
 import { PATHS, uniqueTable, useDatabase } from "./helpers/context.js";
 
 const ctx = useDatabase("valid");
@@ -125,7 +125,7 @@ describe.each(PATHS)("an invalid message anywhere leaves the table exactly as be
       const logBefore = await ctx.query("select count(*)::int as n from seqload.loads where table_name = $1", [t]);
       const messages = [good(1, 5), good(3, 5), good(4, 5)];
       messages.splice(2, 0, bad as never); // the bad one sits in the middle, at index 2
-      const err = await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages } as Batch).catch((e: unknown) => e);
+      const err = await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(BatchValidationError);
       const issues = (err as BatchValidationError).issues;
       expect(issues.every((i) => i.index === 2)).toBe(true);

@@ -1,6 +1,6 @@
 // Hard values: every one stored exactly, or refused with a clear error naming message and field.
 import { describe, expect, it } from "vitest";
-import { type Batch, BatchValidationError } from "../src/index.js";
+import { BatchValidationError } from "../src/index.js";
 import { parseJson } from "../src/json.js";
 import { PATHS, uniqueTable, useDatabase } from "./helpers/context.js";
 
@@ -130,7 +130,7 @@ describe.each(PATHS)("values ($path path)", ({ copyThreshold }) => {
           { action: "upsert", sequence: 1, data: { at: "2019-02-29T00:00:00Z" } },
           { action: "upsert", sequence: 1, data: { at: "2019-01-01T00:00:00Z", d: "2019-13-01" } },
         ],
-      } as Batch)
+      })
       .catch((e: unknown) => e);
     expect((err as BatchValidationError).issues.map((i) => i.path)).toEqual([
       "/messages/0/data/at",

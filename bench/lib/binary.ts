@@ -9,21 +9,21 @@ const SIGNATURE = Buffer.from("PGCOPY\n\xff\r\n\0", "latin1");
 const PG_EPOCH_MS = Date.UTC(2000, 0, 1);
 
 /** The 19-byte file header: signature, flags 0, header extension length 0. */
-export function binaryHeader(): Buffer {
+function binaryHeader(): Buffer {
   const b = Buffer.alloc(19);
   SIGNATURE.copy(b, 0);
   return b;
 }
 
 /** The trailer: a field count of -1. */
-export function binaryTrailer(): Buffer {
+function binaryTrailer(): Buffer {
   const b = Buffer.alloc(2);
   b.writeInt16BE(-1, 0);
   return b;
 }
 
 /** numeric's binary form of a plain decimal string ("-12.5"): base-10000 digits, weight, sign, dscale. */
-export function numericBinary(text: string): Buffer {
+function numericBinary(text: string): Buffer {
   const m = /^([+-]?)(\d*)(?:\.(\d*))?$/.exec(text);
   if (m === null) throw new Error(`numericBinary: unsupported number text ${text}`);
   const negative = m[1] === "-";

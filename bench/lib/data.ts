@@ -21,9 +21,6 @@ export interface BenchMessage extends BatchMessage {
   data: BenchRecord;
 }
 
-/** Column names in table order (key first), then the sequence. */
-export const DATA_COLUMNS = ["id", "name", "qty", "price", "active", "updated_at"] as const;
-
 /** A fresh copy of the batch schema (as a JSON body would carry it). */
 export function benchSchema(): Batch["schema"] {
   return {
@@ -45,7 +42,7 @@ export const SEQUENCE_BASE = 1_700_000_000_000_000_000n;
 export const VERSION_STEP = 1_000_000_000_000n;
 
 /** mulberry32: small, fast, seeded. */
-export function rng(seed: number): () => number {
+function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -94,7 +91,7 @@ const TIME_BASE_MS = Date.UTC(2024, 0, 1);
  * Record number `k` of data-set version `version`. Values are spread like real data: about 5%
  * NULLs, 1% of the names need COPY escaping (tab, backslash, newline), some are non-ASCII.
  */
-export function record(id: number, k: number, version: number): BenchRecord {
+function record(id: number, k: number, version: number): BenchRecord {
   const h = Math.imul(k ^ 0x9e3779b9, 0x85ebca6b) >>> 0;
   const word = WORDS[h % WORDS.length] as string;
   let name: string | null = `${word} customer ${k} v${version}`;

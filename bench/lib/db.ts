@@ -30,7 +30,7 @@ export async function provideDatabase(): Promise<BenchDatabase> {
   };
 }
 
-export const q = (name: string): string => `"${name.replaceAll('"', '""')}"`;
+const q = (name: string): string => `"${name.replaceAll('"', '""')}"`;
 export const qualified = (table: string): string => `${q(BENCH_SCHEMA)}.${q(table)}`;
 
 /** The table seqload would create for the bench schema (same columns, types, key and defaults). */
@@ -62,11 +62,6 @@ export async function dropSchema(pool: pg.Pool): Promise<void> {
 
 export async function dropTable(pool: pg.Pool, table: string): Promise<void> {
   await pool.query(`DROP TABLE IF EXISTS ${qualified(table)}`);
-}
-
-export async function rowCount(pool: pg.Pool, table: string): Promise<number> {
-  const r = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${qualified(table)}`);
-  return Number(r.rows[0]?.n ?? 0);
 }
 
 /**

@@ -55,7 +55,7 @@ export async function timed<T>(fn: () => Promise<T>): Promise<Timed<T>> {
 }
 
 /** Nearest-rank percentile of sorted samples. */
-export function percentile(sorted: readonly number[], p: number): number {
+function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   const rank = Math.ceil((p / 100) * sorted.length);
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1] as number;

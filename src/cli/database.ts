@@ -73,7 +73,7 @@ export interface Database {
 }
 
 /** The embedded server's data directory: $SEQLOAD_HOME/pgdata, default ./.seqload/pgdata. */
-export function embeddedDataDir(): string {
+function embeddedDataDir(): string {
   const home = process.env.SEQLOAD_HOME;
   return path.resolve(home !== undefined && home !== "" ? home : ".seqload", "pgdata");
 }

@@ -3,14 +3,7 @@
  * 2 for invalid input (malformed JSON, an invalid batch, key_names that conflict with the table),
  * 1 for anything else. Stack traces only with SEQLOAD_DEBUG=1.
  */
-import {
-  BatchValidationError,
-  ConnectionError,
-  DistributionChangeError,
-  KeyMismatchError,
-  SeqloadError,
-  type ValidationIssue,
-} from "../errors.js";
+import { BatchValidationError, DistributionChangeError, KeyMismatchError, SeqloadError, type ValidationIssue } from "../errors.js";
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -47,7 +40,7 @@ function cut(text: string, max: number): string {
 }
 
 /** One line per problem: the message index and the JSON path inside the batch. */
-export function formatIssues(issues: readonly ValidationIssue[]): string[] {
+function formatIssues(issues: readonly ValidationIssue[]): string[] {
   const lines = issues.slice(0, SHOWN_ISSUES).map((i) => {
     const path = cut(i.path, 200);
     const where = i.index === null ? path || "(batch)" : `message ${i.index} at ${path}`;
@@ -87,7 +80,6 @@ export function describeError(e: unknown): { message: string; exitCode: number }
   if (e instanceof BatchValidationError || e instanceof KeyMismatchError || e instanceof DistributionChangeError) {
     return { message: e.message, exitCode: EXIT_INVALID_INPUT };
   }
-  if (e instanceof ConnectionError) return { message: `${e.message} [${e.code}]`, exitCode: EXIT_FAILURE };
   if (e instanceof SeqloadError) return { message: `${e.message} [${e.code}]`, exitCode: EXIT_FAILURE };
   const err = e instanceof Error ? e : new Error(String(e));
   const debug = process.env.SEQLOAD_DEBUG === "1";

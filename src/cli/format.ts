@@ -1,7 +1,7 @@
 /** Text the CLI prints: load summaries, result tables, JSON rows. */
 import type { LoadResult } from "../index.js";
 
-export function formatDuration(ms: number): string {
+function formatDuration(ms: number): string {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
 }
 

@@ -19,11 +19,12 @@
  */
 import v8 from "node:v8";
 
+/** @internal exported for the tests */
 export const HEAP_GROWING_PERCENT = 100;
 
 const OWN_SETTING = /^--heap[-_]growing[-_]percent(=|$)/;
 
-/** The V8 flag to set, or null when node was started with its own value. */
+/** The V8 flag to set, or null when node was started with its own value. @internal exported for the tests */
 export function heapGrowthFlag(execArgv: readonly string[]): string | null {
   return execArgv.some((a) => OWN_SETTING.test(a)) ? null : `--heap-growing-percent=${HEAP_GROWING_PERCENT}`;
 }

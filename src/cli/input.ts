@@ -133,6 +133,7 @@ const sequenceLength = (b: number): number => (b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b
  * allows. (TextDecoder with `fatal` made every 1 MiB chunk a 2 MiB two-byte string outside the
  * heap, even for ASCII, and the lines cut from it two-byte strings too: twice the memory.)
  * A sequence cut by a chunk boundary is carried over to the next chunk.
+ * @internal exported for the tests
  */
 export class Utf8Decoder {
   /** The start of a sequence cut by the end of the last chunk. */
@@ -207,6 +208,7 @@ async function parseRaw(input: Input, number: number, raw: RawBatch & { incomple
 function locateSyntaxError(e: unknown, text: string): { offset: number; reason: string } {
   const message = e instanceof Error ? e.message : String(e);
   const m = /^(.*) at position (\d+)$/s.exec(message);
+  // eslint-disable-next-line no-control-regex -- control characters are what this escapes
   const reason = (m?.[1] ?? message).replace(/[\u0000-\u001f]/g, (ch) => JSON.stringify(ch).slice(1, -1));
   return { offset: m ? Number(m[2]) : text.length, reason };
 }

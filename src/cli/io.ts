@@ -1,7 +1,7 @@
 /** Where a command writes: results on stdout, diagnostics on stderr. One call, one line. */
 export interface Io {
-  out(line: string): void;
-  err(line: string): void;
+  out: (line: string) => void;
+  err: (line: string) => void;
 }
 
 export const processIo: Io = {

@@ -26,7 +26,7 @@ export async function queryCommand(sql: string, flags: QueryFlags, io: Io): Prom
       } catch (e) {
         throw queryFailure(sql, e);
       }
-      for (const r of Array.isArray(results) ? results : [results]) printResult(r, flags.json === true, io);
+      for (const r of ([] as pg.QueryArrayResult[]).concat(results)) printResult(r, flags.json === true, io);
     } finally {
       client.release();
     }

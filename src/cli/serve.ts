@@ -46,7 +46,7 @@ const CONNECTION_MAX_USES = 250;
 const DEFAULT_HOST = "127.0.0.1";
 
 /** --token values first, then SEQLOAD_TOKENS (comma-separated); blanks and repeats dropped. */
-export function resolveTokens(flags: string[] | undefined, env: string | undefined): string[] {
+function resolveTokens(flags: string[] | undefined, env: string | undefined): string[] {
   const all = [...(flags ?? []), ...(env ?? "").split(",")].map((t) => t.trim()).filter((t) => t !== "");
   return [...new Set(all)];
 }
@@ -89,7 +89,7 @@ const seconds = (flag: string, text: string | undefined): number | undefined => 
 };
 
 /** The limits of src/server/limits.ts from their flags. */
-export function limitOptions(flags: ServeFlags): LimitOptions {
+function limitOptions(flags: ServeFlags): LimitOptions {
   const all: LimitOptions = {
     maxInFlight: positive("--max-in-flight", flags.maxInFlight, true),
     maxInFlightPerToken: positive("--max-in-flight-per-token", flags.maxInFlightPerToken, true),
@@ -103,7 +103,7 @@ export function limitOptions(flags: ServeFlags): LimitOptions {
 }
 
 /** --tls-cert and --tls-key, read now so that a wrong path fails at startup with its name. */
-export function tlsOptions(flags: ServeFlags): TlsOptions | undefined {
+function tlsOptions(flags: ServeFlags): TlsOptions | undefined {
   if (flags.tlsCert === undefined && flags.tlsKey === undefined) return undefined;
   if (flags.tlsCert === undefined || flags.tlsKey === undefined) throw new CliError("--tls-cert and --tls-key go together: pass both");
   const read = (flag: string, file: string): Buffer => {

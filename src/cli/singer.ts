@@ -64,6 +64,7 @@ async function* stdinLines(): AsyncGenerator<{ line: number; text: string }> {
 function syntaxError(line: number, e: unknown): InputSyntaxError {
   const message = e instanceof Error ? e.message : String(e);
   const m = /^(.*) at position (\d+)$/s.exec(message);
+  // eslint-disable-next-line no-control-regex -- control characters are what this escapes
   const reason = (m?.[1] ?? message).replace(/[\u0000-\u001f]/g, (ch) => JSON.stringify(ch).slice(1, -1));
   return new InputSyntaxError(STDIN, line, m ? Number(m[2]) + 1 : 1, reason, null);
 }
@@ -124,9 +125,10 @@ export async function singerCommand(given: SingerFlags, io: Io): Promise<number>
   let loader: Awaited<ReturnType<typeof createLoader>> | null = null;
   const totals = emptyTotals();
   const started = performance.now();
-  let lastState: number | null = null; // input line of the last STATE printed
-  let failedAt: number | null = null; // input line of an invalid message
-  let loadFailure: unknown = null; // the error of a batch that failed to load
+  // Set from the callbacks below: `as` keeps TypeScript from narrowing them to null for good.
+  let lastState = null as number | null; // input line of the last STATE printed
+  let failedAt = null as number | null; // input line of an invalid message
+  let loadFailure: CliError | null = null; // the error of a batch that failed to load
   let waitForLoad = async (): Promise<void> => {};
   try {
     loader = await createLoader({

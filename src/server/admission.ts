@@ -22,6 +22,7 @@ import { BUSY, type HttpAnswer, sendAnswer } from "./replies.js";
  * strings: the parsed batch holds about 2.2 bytes per body byte and the load peaks near 4 (with a
  * parser that makes each string in one piece; lossless-json's builds strings a character at a
  * time and holds about 30 until they are flattened); 8 leaves V8 room for its garbage.
+ * @internal exported for test/serve-limits.test.ts
  */
 export const MEMORY_PER_BODY_BYTE = 8;
 
@@ -29,21 +30,21 @@ export type Refused = "busy" | "token" | "memory" | "body_timeout";
 
 const RETRY_AFTER = "1";
 
-export const TOKEN_BUSY = (limit: number): HttpAnswer => ({
+const TOKEN_BUSY = (limit: number): HttpAnswer => ({
   status: 429,
   headers: { "retry-after": RETRY_AFTER },
   body: { status: "ERROR", message: `Too many batches in flight for this token (at most ${limit}); retry after 1 second` },
   code: "TOKEN_BUSY",
 });
 
-export const MEMORY_BUSY: HttpAnswer = {
+const MEMORY_BUSY: HttpAnswer = {
   status: 503,
   headers: { "retry-after": RETRY_AFTER },
   body: { status: "ERROR", message: "The server's memory budget is taken by batches in flight; retry after 1 second" },
   code: "MEMORY_BUSY",
 };
 
-export const BODY_TIMEOUT = (ms: number): HttpAnswer => ({
+const BODY_TIMEOUT = (ms: number): HttpAnswer => ({
   status: 408,
   headers: {},
   body: { error: `The request body did not arrive within ${ms / 1000} seconds` },

@@ -90,13 +90,8 @@ export function parseTokenEntries(entries: readonly TokenEntry[]): TokenSpec[] {
   return specs;
 }
 
-/** `--token` / SEQLOAD_TOKENS entries, named "token #N" in errors. */
-export function parseTokenSpecs(entries: readonly string[]): TokenSpec[] {
-  return parseTokenEntries(entries.map((text, i) => ({ text, where: `token #${i + 1}` })));
-}
-
 /** The token from `Authorization: Bearer <token>` (scheme case-insensitive), or null. */
-export function bearerToken(header: string | undefined): string | null {
+function bearerToken(header: string | undefined): string | null {
   if (header === undefined) return null;
   const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
   return m ? (m[1] as string) : null;
@@ -107,7 +102,7 @@ export function bearerToken(header: string | undefined): string | null {
  * one matched, and each comparison is over fixed-length digests: the time taken tells an attacker
  * neither how long a token is, nor how many characters matched, nor which entry matched.
  */
-export function matchToken(specs: readonly TokenSpec[], token: string | null): TokenSpec | null {
+function matchToken(specs: readonly TokenSpec[], token: string | null): TokenSpec | null {
   if (token === null) return null;
   const digest = sha256(token);
   let found: TokenSpec | null = null;

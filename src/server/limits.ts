@@ -36,11 +36,11 @@ export interface ResolvedLimits {
   maxMemoryBytes: number;
 }
 
-export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
-export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
-export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 72_000;
-export const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
-export const DEFAULT_MAX_MEMORY_MB = 512;
+const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+const DEFAULT_BODY_TIMEOUT_MS = 30_000;
+const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 72_000;
+const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
+const DEFAULT_MAX_MEMORY_MB = 512;
 
 function positive(name: string, v: number | undefined, dflt: number, integer: boolean): number {
   if (v === undefined) return dflt;

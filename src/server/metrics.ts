@@ -11,11 +11,12 @@ import type { Refused } from "./admission.js";
 /** What became of a batch request, from the client's side. */
 export type BatchOutcome = "accepted" | "invalid" | "refused" | "failed" | "timeout" | "unauthorized" | "aborted";
 
+/** Read at scrape time; the functions are called unbound. */
 export interface MetricsSources {
-  pool(): { totalCount: number; idleCount: number; waitingCount: number };
-  inFlight(): number;
-  receiving(): number;
-  memoryReserved(): number;
+  pool: () => { totalCount: number; idleCount: number; waitingCount: number };
+  inFlight: () => number;
+  receiving: () => number;
+  memoryReserved: () => number;
   memoryBudget: number;
 }
 
@@ -37,7 +38,7 @@ const REFUSED_CODES = new Set(["BUSY", "TOKEN_BUSY", "MEMORY_BUSY", "SHUTTING_DO
 const ROW_RESULTS = ["inserted", "updated", "deleted", "skipped", "rejected"] as const;
 
 /** The outcome label for a finished batch request. */
-export function outcomeOf(done: Pick<BatchDone, "status" | "code" | "result">): BatchOutcome {
+function outcomeOf(done: Pick<BatchDone, "status" | "code" | "result">): BatchOutcome {
   if (done.result !== null) return "accepted"; // committed, even if the client left before the 201
   if (done.status === null) return "aborted";
   if (done.status === 401) return "unauthorized";

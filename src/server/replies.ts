@@ -73,6 +73,7 @@ export function clientError(message: string, code: string): HttpAnswer {
  *   Record 3 did not conform to schema: #/name: expected type string
  *   Record 4 is missing key property id
  *   Request failed validation:#/messages/5/sequence: sequence must be an integer, got the fraction 1.5
+ * @internal exported for test/issue-kinds.test.ts
  */
 export function stitchValidationText(issues: readonly ValidationIssue[]): string {
   return issues.map(issueLine).join("\n");
@@ -101,7 +102,10 @@ function issueLine(issue: ValidationIssue): string {
 
 /** The key property named by the last segment of a key issue's JSON Pointer. */
 function keyName(path: string): string {
-  return (path.slice(path.lastIndexOf("/") + 1) as string).replaceAll("~1", "/").replaceAll("~0", "~");
+  return path
+    .slice(path.lastIndexOf("/") + 1)
+    .replaceAll("~1", "/")
+    .replaceAll("~0", "~");
 }
 
 /** Is this a problem with what the client sent (4xx), as opposed to with the server (5xx)? */

@@ -14,8 +14,8 @@ import { type LoaderOptions, resolveOptions } from "../options.js";
 export const DEFAULT_MAX_SCHEMAS_CACHED = 256;
 
 export interface Tenants {
-  /** The loader for a token's bound schema (null: the default schema). Never blocks. */
-  loaderFor(schema: string | null): Loader;
+  /** The loader for a token's bound schema (null: the default schema). Never blocks; needs no `this`. */
+  loaderFor: (schema: string | null) => Loader;
   /** Per-schema loaders currently cached (the default schema's not counted). */
   readonly cached: number;
   /** Loaders created since start (the default one not counted): above `cached`, some were evicted. */
