@@ -20,7 +20,11 @@ let db: Kysely<Record<string, Record<string, unknown>>>;
 
 beforeAll(() => {
   pool = new pg.Pool({ connectionString: ctx.url, max: 4 });
-  db = new Kysely({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: ctx.url, max: 2 }) }) });
+  const kyselyPool = new pg.Pool({ connectionString: ctx.url, max: 2 });
+  // The test database is dropped WITH (FORCE) after this file: a connection still closing then gets
+  // 57P01, which a pool without an 'error' listener throws as an uncaught exception (seen on Node 24).
+  for (const p of [pool, kyselyPool]) p.on("error", () => {});
+  db = new Kysely({ dialect: new PostgresDialect({ pool: kyselyPool }) });
 });
 afterAll(async () => {
   await pool.end();
