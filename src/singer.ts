@@ -15,6 +15,7 @@ import { BatchValidationError, SeqloadError, type ValidationIssue, validationIss
 import { identifierProblem, showName } from "./identifiers.js";
 import type { OnInvalid } from "./quarantine.js";
 import { parseSequence } from "./sequence.js";
+import { shorten } from "./text.js";
 import type { Sequencer } from "./sequencer.js";
 import type { Batch, BatchMessage, JsonSchema, SequenceInput } from "./types.js";
 import { validateBatch } from "./validate.js";
@@ -100,6 +101,18 @@ function parseVersion(value: unknown, line: number, what: string): bigint {
   return v;
 }
 
+const SHOWN_ISSUES = 20;
+
+/**
+ * One line per problem, as BatchValidationError lists them: a path cut at 200 characters (a 1 MB
+ * property name must not flood stderr) and at most 20 problems.
+ */
+function issueLines(issues: readonly ValidationIssue[], empty: string): string {
+  const lines = issues.slice(0, SHOWN_ISSUES).map((i) => `  - ${shorten(i.path, 200) || empty}: ${i.message}`);
+  if (issues.length > SHOWN_ISSUES) lines.push(`  - … and ${issues.length - SHOWN_ISSUES} more`);
+  return lines.join("\n");
+}
+
 /** Validation issues of message `at` of a batch, with paths in the RECORD. */
 function recordIssues(issues: ValidationIssue[], at: number, sequenceProperty: string | undefined): ValidationIssue[] {
   const prefix = `/messages/${at}`;
@@ -166,7 +179,7 @@ export class SingerBatcher {
           );
           first = new SingerInputError(
             line,
-            `invalid ${state.messages[from + at]?.action === "activate_version" ? "ACTIVATE_VERSION" : "RECORD"} for stream ${showName(stream)}:\n${issues.map((i) => `  - ${i.path}: ${i.message}`).join("\n")}`,
+            `invalid ${state.messages[from + at]?.action === "activate_version" ? "ACTIVATE_VERSION" : "RECORD"} for stream ${showName(stream)}:\n${issueLines(issues, "/record")}`,
             issues,
           );
         }
@@ -254,7 +267,7 @@ export class SingerBatcher {
       if (e instanceof BatchValidationError) {
         throw new SingerInputError(
           line,
-          `SCHEMA for stream ${showName(stream)} cannot become a table:\n${e.issues.map((i) => `  - ${i.path || "(schema)"}: ${i.message}`).join("\n")}`,
+          `SCHEMA for stream ${showName(stream)} cannot become a table:\n${issueLines(e.issues, "(schema)")}`,
           e.issues,
         );
       }

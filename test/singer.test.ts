@@ -151,4 +151,25 @@ describe("SingerBatcher", () => {
     );
     expect(error(() => b.push(schema("x".repeat(64)), 5)).message).toContain("63 bytes");
   });
+
+  it("a SCHEMA or RECORD error stays short: a huge property name is cut, and at most 20 problems are listed", () => {
+    const b = new SingerBatcher({ sequencer: () => createSequencer() });
+    const error = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        if (e instanceof SingerInputError) return e;
+      }
+      throw new Error("no SingerInputError");
+    };
+    // Found by test/hostile-singer.test.ts: a 1 MB property name was echoed whole, twice (path and problem).
+    const huge = `x"); DROP TABLE y; --`.repeat(50_000);
+    const one = error(() => b.push(schema("huge", { [huge]: { type: "string" } }), 1));
+    expect(one.message).toContain("63 bytes");
+    expect(one.message.length).toBeLessThan(1_000);
+    const many = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`p${i}`, { type: "no-such-type" }]));
+    const listed = error(() => b.push(schema("many", many), 2)).message;
+    expect(listed).toContain("and 10 more");
+    expect(listed.split("\n").length).toBe(1 + 20 + 1);
+  });
 });
