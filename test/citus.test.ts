@@ -238,6 +238,7 @@ describe("exact counts on the COPY route", () => {
       updated: 0,
       deleted: 0,
       skipped: 0,
+      rejected: 0,
     });
     expect(await loader.loadBatch(batch(1, "replay"))).toEqual({
       table: t,
@@ -247,6 +248,7 @@ describe("exact counts on the COPY route", () => {
       updated: 0,
       deleted: 0,
       skipped: n,
+      rejected: 0,
     });
     // An update of every row, plus 5,000 new keys, 2,000 deletes and 3,000 stale rows.
     const update: Batch = {
@@ -268,6 +270,7 @@ describe("exact counts on the COPY route", () => {
       updated: 15_000,
       deleted: 2_000,
       skipped: 3_000,
+      rejected: 0,
     });
     // A second large update without deletes (the route that counts from the command tag on a single node).
     expect(await loader.loadBatch({ ...batch(3, "third"), messages: rows(0, n + 5_000, 3, "third") })).toEqual({
@@ -278,6 +281,7 @@ describe("exact counts on the COPY route", () => {
       updated: 25_000,
       deleted: 0,
       skipped: 0,
+      rejected: 0,
     });
     expect(
       await ctx.query(`select count(*)::int as n, count(_deleted_at)::int as deleted, min(_sequence)::int as seq from "${t}"`),
