@@ -40,6 +40,20 @@ export async function withClient<T>(url: string, fn: (client: pg.Client) => Prom
   }
 }
 
+/** Runs `fn` up to 5 times, 0.5 s, 1 s, 2 s, 4 s apart; the last failure is thrown. For idempotent set-up steps only. */
+async function retried<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (attempt >= 5) throw e;
+      const message = e instanceof Error ? e.message : String(e);
+      console.warn(`test database set-up: attempt ${attempt} failed (${message}); trying again`);
+      await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+    }
+  }
+}
+
 export async function createTestDatabase(prefix = "db"): Promise<TestDatabase> {
   // Identifiers are limited to 63 bytes; keep the prefix short and plain so names stay readable.
   const clean =
@@ -68,7 +82,10 @@ export async function createTestDatabase(prefix = "db"): Promise<TestDatabase> {
       await c.query("SELECT citus_set_coordinator_host($1, $2)", [self.hostname, Number(self.port || "5432")]);
       for (const worker of workers) {
         const w = new URL(worker);
-        await c.query("SELECT citus_add_node($1, $2)", [w.hostname, Number(w.port || "5432")]);
+        // citus_add_node connects to the worker to copy the metadata there; on a loaded machine
+        // that connection has failed now and then ("failure on connection marked as essential").
+        // Adding a node that is already there returns its id, so trying again is safe.
+        await retried(() => c.query("SELECT citus_add_node($1, $2)", [w.hostname, Number(w.port || "5432")]));
       }
     });
   }
