@@ -10,12 +10,12 @@
 import type { RequestListener, Server } from "node:http";
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
 import { BatchValidationError } from "../errors.js";
-import { parseJsonYielding } from "../json.js";
 import type { Loader } from "../loader.js";
 import { validateBatch } from "../validate.js";
 import { type TokenSpec, authenticateWith } from "./auth.js";
 import { type Admission, Refusal } from "./admission.js";
 import { handleBatch, trackBatch } from "./batch.js";
+import { parseBody } from "./body.js";
 import type { InFlightGate } from "./gate.js";
 import type { ServerMetrics } from "./metrics.js";
 import { NOT_JSON, SHUTTING_DOWN, VALID, answerForError, clientError, sendAnswer, tooLarge } from "./replies.js";
@@ -65,11 +65,11 @@ export function buildApp(ctx: AppContext): FastifyInstance {
 
   // Only application/json is a body we read (Stitch answers 415 to anything else, Transit too).
   // The text is parsed losslessly: 19-digit sequences must never pass through a double. The parse
-  // gives the event loop a turn every few milliseconds, so that a large body does not hold up the
-  // other requests' database work meanwhile.
+  // of a large body gives the event loop a turn every few milliseconds, so that it does not hold up
+  // the other requests' database work meanwhile (src/server/body.ts).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("application/json", { parseAs: "string", bodyLimit: ctx.maxBodyBytes }, (_request, text, done) => {
-    parseJsonYielding(text as string).then(
+    parseBody(text as string).then(
       (value) => done(null, value),
       (e: unknown) => {
         // V8 names no position for a body that simply stops; the position is then its end.
