@@ -21,6 +21,7 @@ import { startEmbeddedPostgres } from "../src/embedded.js";
 import { createLoader, validateBatch } from "../src/index.js";
 import { parseJson, parseJsonYielding, parseNumberToken } from "../src/json.js";
 import { startServer } from "../src/serve.js";
+import { keepAliveAgent, postJson } from "./lib/post.js";
 
 const { values } = parseArgs({
   options: {
@@ -87,14 +88,12 @@ async function drive(seconds: number, once: () => Promise<void>): Promise<{ call
   return { calls, perSec: calls / elapsed, cpuPerCall: (cpuMs() - c0) / Math.max(1, calls) };
 }
 
+/** One agent for the whole run: keep-alive sockets, one per client. */
+const agent = keepAliveAgent(CLIENTS);
+
 async function post(url: string, text: string, token: string): Promise<void> {
-  const res = await fetch(url, {
-    method: "POST",
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: text,
-  });
-  await res.arrayBuffer();
-  if (res.status !== 201) throw new Error(`HTTP ${res.status}`);
+  const status = await postJson(agent, url, token, text);
+  if (status !== 201) throw new Error(`HTTP ${status}`);
 }
 
 async function main(): Promise<void> {
@@ -140,7 +139,7 @@ async function main(): Promise<void> {
     const mid = (xs: number[]) => xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)] as number;
     for (const [name, parse] of [
       ["parseJson", parseJson],
-      ["parseJsonYielding (seqload serve)", parseJsonYielding],
+      ["parseJsonYielding (serve, bodies > 512 KiB)", parseJsonYielding],
     ] as const) {
       for (let i = 0; i < 3; i++) await held(parse);
       const runs: { longest: number; wall: number }[] = [];
@@ -163,7 +162,7 @@ async function main(): Promise<void> {
     const exchange = await drive(Math.min(SECONDS, 3), () => post(bareUrl, sample, "x"));
     await bare.close();
     console.log(
-      `  HTTP exchange (undici + Fastify, ${CLIENTS} clients):  ${fmt(exchange.cpuPerCall)} (body included; ${exchange.perSec.toFixed(0)} requests/s)`,
+      `  HTTP exchange (node:http + Fastify, ${CLIENTS} clients):  ${fmt(exchange.cpuPerCall)} (body included; ${exchange.perSec.toFixed(0)} requests/s)`,
     );
 
     // seqload serve vs the library on one pool, with the pool's waiters and the event loop's
@@ -220,6 +219,7 @@ async function main(): Promise<void> {
     await pool.query("DELETE FROM seqload.loads WHERE schema_name = $1", [SCHEMA]).catch(() => undefined);
     await pool.end();
   } finally {
+    agent.destroy();
     await stop();
   }
 }

@@ -2,7 +2,8 @@
  * HTTP vs library throughput, in one run: 8 concurrent clients post batches of N messages to one
  * table through `seqload serve`, then 8 concurrent callers load the same kind of batches with
  * loader.loadBatch directly. The difference is what the HTTP layer costs (lossless JSON parsing of
- * 19-digit sequences, the network stack, Fastify).
+ * 19-digit sequences, the network stack, Fastify). Clients post with node:http on keep-alive
+ * sockets (bench/lib/post.ts), which costs half of fetch's CPU.
  *
  *   node dist/bench/http.js [--seconds 5] [--batch-size 500]
  *
@@ -20,6 +21,7 @@ import pg from "pg";
 import { startEmbeddedPostgres } from "../src/embedded.js";
 import { createLoader } from "../src/index.js";
 import { startServer } from "../src/serve.js";
+import { keepAliveAgent, postJson } from "./lib/post.js";
 
 export interface HttpBenchOptions {
   connectionString: string;
@@ -144,16 +146,11 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
     maxInFlight: clients,
   });
   const httpTable = `http_${suffix}`;
+  const agent = keepAliveAgent(clients);
   const schemaText = JSON.stringify(TABLE_SCHEMA);
   const postOnce = async (): Promise<boolean> => {
     const body = `{"table_name":"${httpTable}","key_names":["id"],"schema":${schemaText},"messages":[${messagesText(batchSize)}]}`;
-    const res = await fetch(`${server.url}/v2/import/batch`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body,
-    });
-    await res.arrayBuffer();
-    return res.status === 201;
+    return (await postJson(agent, `${server.url}/v2/import/batch`, token, body)) === 201;
   };
   let http: Awaited<ReturnType<typeof drive>>;
   try {
@@ -161,6 +158,7 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
     await drive(clients, WARMUP_SECONDS, postOnce);
     http = await drive(clients, seconds, postOnce);
   } finally {
+    agent.destroy();
     await server.close();
   }
 
