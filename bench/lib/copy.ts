@@ -24,7 +24,7 @@ export function copyLine(m: BenchMessage): string {
   return `${d.id}\t${text(d.name)}\t${d.qty === null ? "\\N" : d.qty}\t${d.price}\t${d.active ? "t" : "f"}\t${d.updated_at}\t${m.sequence}\n`;
 }
 
-const COPY_COLUMNS = `"id", "name", "qty", "price", "active", "updated_at", "_sequence"`;
+export const COPY_COLUMNS = `"id", "name", "qty", "price", "active", "updated_at", "_sequence"`;
 
 /** COPY text of the messages, in chunks of `rowsPerChunk` lines. */
 export function* copyChunks(messages: readonly BenchMessage[], rowsPerChunk = 2000): Generator<string> {

@@ -173,3 +173,8 @@ export function contendedStreams(
   }
   return { streams, winners };
 }
+
+/** `messages` in the order `order` (a permutation of their indices). */
+export function permute<T>(messages: readonly T[], order: Uint32Array): T[] {
+  return Array.from(order, (i) => messages[i] as T);
+}

@@ -1,11 +1,15 @@
 /**
- * Where the time goes: `node dist/bench/lib/phases.js [--rows N] [--repeat R] [--only js,a,stage,b,c,d,e]`.
+ * Where the time goes: `node dist/bench/lib/phases.js [--rows N] [--repeat R] [--only js,a,stage,b,c,d,opt,strm,e]`.
  * Not part of `npm run bench`: an experiment harness for the data path. It times
  *   - the JS phases of loadBatch on its own (validation, collapse + encoding, COPY-text encoding),
  *     through seqload's internal modules, loaded at run time so this file never breaks the build;
  *   - the SQL phases by hand, on the same data: COPY into a new table (text/binary, FREEZE),
  *     COPY into the stage table (TEMP with default or larger temp_buffers, UNLOGGED, binary), and
  *     the apply statement with and without ORDER BY, RETURNING, NOT EXISTS pre-filter, work_mem;
+ *   - opt: an optimistic COPY straight into a table holding other keys (under a savepoint) against
+ *     the staged path, and what a wrong guess costs (23505 near the end, rollback, staged path);
+ *   - strm: validating the whole batch and then COPYing it to the stage, against a COPY to the
+ *     stage fed by a generator that validates each slice as it is sent (validation overlaps COPY);
  *   - for small batches, the statement alone with synchronous_commit on and off.
  * The apply statement is written out here in the shape src/apply.ts generates (CASE per column for
  * tombstones, ORDER BY key, RETURNING counted in a CTE); every variant runs in a transaction that
@@ -464,6 +468,240 @@ async function applyPhases(
   await pool.query(`DROP TABLE ${target}`);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Issue 15 item 4: two ideas for large batches, through seqload's own validation and COPY encoder
+
+/** The JS steps a large batch goes through before its rows reach PostgreSQL (null if their shape changed). */
+interface DataPath {
+  checkBatch: Fn;
+  collapseBatch: Fn;
+  copyRows: Fn;
+}
+
+async function dataPath(): Promise<DataPath | null> {
+  const checkBatch = await internal("validate.js", "checkBatch");
+  const collapseBatch = await internal("collapse.js", "collapseBatch");
+  const copyRows = await internal("stage.js", "copyRows");
+  if (checkBatch === null || collapseBatch === null || copyRows === null) {
+    log("  (seqload internals checkBatch/collapseBatch/copyRows not found: skipped)");
+    return null;
+  }
+  return { checkBatch, collapseBatch, copyRows };
+}
+
+/** What collapseBatch returns, as far as these phases use it (src/collapse.ts). */
+interface Collapsed {
+  columns: string[];
+  winners: Iterable<{ data: Record<string, unknown> }>;
+}
+
+/** checkBatch + collapseBatch of `messages` (untimed preparation). */
+function prepare(path: DataPath, messages: BenchMessage[]): Collapsed {
+  const batch = { table_name: "phases", key_names: ["id"], schema: benchSchema(), messages };
+  const v = path.checkBatch(batch) as { columns: Map<string, string> };
+  return path.collapseBatch(v, new Map(v.columns)) as Collapsed;
+}
+
+const STAGE = "pg_temp.seqload_stage";
+const stageCols = (c: Collapsed) => c.columns.map((_, i) => `c${i}`);
+const tableCols = (c: Collapsed) => c.columns.map((name) => `"${name.replaceAll('"', '""')}"`);
+
+/**
+ * Optimistic direct COPY: when the key sample finds no existing key, COPY the batch straight into
+ * the table under a savepoint instead of staging it; on 23505 roll back to the savepoint and take
+ * the staged path. Measured on (b)'s data: n new keys into a table holding n other keys
+ * (interleaved), in the batch's order (shuffled keys); each variant rolled back, target vacuumed.
+ */
+async function optimisticPhases(
+  pool: pg.Pool,
+  url: string,
+  n: number,
+  load: BenchMessage[],
+  prefill: string[],
+  repeat: number,
+): Promise<void> {
+  log(`(opt) optimistic direct COPY vs the staged path: ${fmt(n)} new keys into a table holding ${fmt(n)} other keys; best of ${repeat}`);
+  const path = await dataPath();
+  if (path === null) return;
+  const good = prepare(path, load);
+  // The wrong guess: one message near the end of the batch (at 99%) carries a key the table holds.
+  const failAt = Math.floor(n * 0.99);
+  const bad = prepare(
+    path,
+    load.map((m, i) => (i === failAt ? { ...m, data: { ...m.data, id: 1 } } : m)),
+  );
+  const table = "popt";
+  const target = qualified(table);
+  await freshTable(pool, table, prefill);
+
+  interface Outcome {
+    rows: number;
+    /** Wrong guess: seconds until the failed COPY was rolled back to its savepoint. */
+    failedAfter?: number;
+  }
+  const staged = async (c: pg.Client, batch: Collapsed): Promise<number> => {
+    await c.query(`CREATE TEMP TABLE seqload_stage (${STAGE_DDL}) ON COMMIT DROP`);
+    await c.query("SET LOCAL work_mem = '256MB'");
+    await path.copyRows(c, STAGE, stageCols(batch), batch, "flag");
+    const r = await c.query(applySql(table, { order: true, returning: false, notExists: false }));
+    return r.rowCount ?? 0;
+  };
+  const direct = async (c: pg.Client, batch: Collapsed): Promise<number> => {
+    await c.query("SAVEPOINT seqload_direct");
+    await path.copyRows(c, target, tableCols(batch), batch, "timestamp");
+    await c.query("RELEASE SAVEPOINT seqload_direct");
+    return n;
+  };
+  const variants: [string, (c: pg.Client) => Promise<Outcome>][] = [
+    ["staged (today): COPY to TEMP stage, INSERT … ON CONFLICT … WHERE", async (c) => ({ rows: await staged(c, good) })],
+    ["optimistic: SAVEPOINT, COPY into the table (batch order), RELEASE", async (c) => ({ rows: await direct(c, good) })],
+    [
+      "optimistic, rows sorted by key in JS first (sort timed)",
+      async (c) => {
+        const winners = [...good.winners].sort((x, y) => Number(x.data.id) - Number(y.data.id));
+        return { rows: await direct(c, { ...good, winners }) };
+      },
+    ],
+    [
+      "wrong guess: 23505 at 99%, ROLLBACK TO SAVEPOINT, staged path",
+      async (c) => {
+        const t0 = performance.now();
+        try {
+          await direct(c, bad);
+        } catch (e) {
+          if ((e as { code?: string }).code !== "23505") throw e;
+          await c.query("ROLLBACK TO SAVEPOINT seqload_direct");
+          const failedAfter = (performance.now() - t0) / 1000;
+          return { rows: await staged(c, bad), failedAfter };
+        }
+        throw new Error("the wrong guess's COPY did not fail on its duplicate key");
+      },
+    ],
+  ];
+  let stagedSeconds = NaN;
+  for (const [i, [name, run]] of variants.entries()) {
+    let wal = 0n;
+    const r = await best(
+      repeat,
+      () => settle(pool, [table]),
+      async () => {
+        const c = await connect(url);
+        await c.query("BEGIN");
+        const w0 = await walBytes(pool);
+        const t = await time(() => run(c));
+        wal = (await walBytes(pool)) - w0;
+        await c.query("ROLLBACK");
+        await c.end();
+        return t;
+      },
+    );
+    if (i === 0) stagedSeconds = r.best.s;
+    const detail = [`${fmt(r.best.v.rows)} rows written`, `WAL ${fmt(Number(wal) / 1048576)} MB`];
+    if (i > 0) detail.push(`${(stagedSeconds / r.best.s).toFixed(2)}× the staged path's speed`);
+    const failedAfter = r.best.v.failedAfter;
+    if (failedAfter !== undefined)
+      detail.push(
+        `failed COPY + rollback ${failedAfter.toFixed(2)} s: a wrong guess costs ${(r.best.s - stagedSeconds).toFixed(2)} s more than the staged path alone`,
+      );
+    note("opt", name, r.best, n, detail.join("; "), r.all);
+  }
+  await pool.query(`DROP TABLE ${target}`);
+}
+
+/**
+ * Stream into the stage while validating: the loader today validates the whole batch (checkBatch)
+ * and only then COPYs it to the stage; instead, COPY to the stage from a generator that validates
+ * each slice of messages as it is about to be sent, so that Node's validation overlaps PostgreSQL's
+ * COPY work (nothing is visible before the whole batch is valid: the stage is temporary, and a
+ * validation error aborts the COPY and the transaction). Each variant's transaction is rolled back.
+ */
+async function streamPhases(url: string, n: number, load: BenchMessage[], repeat: number): Promise<void> {
+  const SLICE = 2000;
+  log(`(strm) validate, then COPY to the stage vs COPY fed by a validating generator: ${fmt(n)} messages; best of ${repeat}`);
+  const path = await dataPath();
+  if (path === null) return;
+  // One schema object for every slice, as one batch carries one (Ajv's compiled validator is found by it).
+  const schema = benchSchema();
+  const batchOf = (messages: BenchMessage[]) => ({ table_name: "phases", key_names: ["id"], schema, messages });
+  const shape = prepare(path, load.slice(0, 1));
+  const validated = (v: unknown) => v as { columns: Map<string, string>; messages: Collapsed["winners"] };
+  const collapsed = prepare(path, load);
+  const slices = (): Generator<{ data: Record<string, unknown> }> =>
+    (function* () {
+      for (let i = 0; i < n; i += SLICE) yield* validated(path.checkBatch(batchOf(load.slice(i, i + SLICE)))).messages;
+    })();
+
+  const jsOnly: [string, () => unknown][] = [
+    ["validation alone: checkBatch of the whole batch (no database)", () => path.checkBatch(batchOf(load))],
+    [
+      `validation alone, in ${fmt(SLICE)}-message slices (no database)`,
+      () => {
+        let k = 0;
+        for (const _ of slices()) k++;
+        return k;
+      },
+    ],
+  ];
+  for (const [name, fn] of jsOnly) {
+    const r = await best(
+      repeat,
+      async () => {},
+      () => time(fn),
+    );
+    note("strm", name, r.best, n, undefined, r.all);
+  }
+
+  const toStage = async (c: pg.Client, batch: Collapsed) => path.copyRows(c, STAGE, stageCols(batch), batch, "flag");
+  type Step = "alone" | "today" | "plain" | "overlapped";
+  const variants: [Step, string, (c: pg.Client) => Promise<unknown>][] = [
+    ["alone", "COPY to the stage alone (rows validated and collapsed before)", (c) => toStage(c, collapsed)],
+    [
+      "today",
+      "sequential (the loader today): checkBatch + collapse, then COPY",
+      (c) => {
+        const v = validated(path.checkBatch(batchOf(load)));
+        return toStage(c, path.collapseBatch(v, new Map(v.columns)) as Collapsed);
+      },
+    ],
+    [
+      "plain",
+      "sequential without collapse: checkBatch, then COPY to the stage",
+      (c) => toStage(c, { ...shape, winners: validated(path.checkBatch(batchOf(load))).messages }),
+    ],
+    [
+      "overlapped",
+      `overlapped: COPY fed by a generator validating ${fmt(SLICE)}-msg slices`,
+      (c) => toStage(c, { ...shape, winners: slices() }),
+    ],
+  ];
+  const seconds = new Map<Step, number>();
+  for (const [step, name, run] of variants) {
+    const r = await best(
+      repeat,
+      async () => {},
+      async () => {
+        const c = await connect(url);
+        await c.query("BEGIN");
+        await c.query(`CREATE TEMP TABLE seqload_stage (${STAGE_DDL}) ON COMMIT DROP`);
+        const t = await time(() => run(c));
+        const staged = await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${STAGE}`);
+        if (staged.rows[0]?.n !== n) throw new Error(`${name}: ${staged.rows[0]?.n} rows staged, expected ${n}`);
+        await c.query("ROLLBACK");
+        await c.end();
+        return t;
+      },
+    );
+    seconds.set(step, r.best.s);
+    let detail: string | undefined;
+    if (step === "overlapped") {
+      const plain = seconds.get("plain") ?? NaN;
+      const today = seconds.get("today") ?? NaN;
+      detail = `saves ${(plain - r.best.s).toFixed(2)} s (${Math.round(((plain - r.best.s) / plain) * 100)}%) against sequential without collapse, ${(today - r.best.s).toFixed(2)} s against the loader today`;
+    }
+    note("strm", name, r.best, n, detail, r.all);
+  }
+}
+
 async function smallBatchPhases(pool: pg.Pool, url: string, count: number): Promise<void> {
   log(`(e) ${fmt(count)} statements of 100 rows (unnest arrays, the shape seqload sends), by hand`);
   const batches = streamMessages(count, 100, 0);
@@ -534,7 +772,7 @@ async function main(): Promise<void> {
   };
   const n = Number(opt("--rows") ?? 1_000_000);
   const repeat = Number(opt("--repeat") ?? 1);
-  const only = new Set((opt("--only") ?? "js,a,stage,b,c,d,e").split(","));
+  const only = new Set((opt("--only") ?? "js,a,stage,b,c,d,opt,strm,e").split(","));
   const database = await provideDatabase();
   const pool = new pg.Pool({ connectionString: database.connectionString, max: 2 });
   pool.on("error", () => {});
@@ -565,6 +803,11 @@ async function main(): Promise<void> {
         repeat,
       );
     if (only.has("d")) await applyPhases(pool, database.connectionString, "d", n, base, baseText, repeat);
+    if (only.has("opt")) {
+      const others = [...copyChunks(dataSet(n, { version: 0, parity: 1, order: null }))];
+      await optimisticPhases(pool, database.connectionString, n, base, others, repeat);
+    }
+    if (only.has("strm")) await streamPhases(database.connectionString, n, base, repeat);
     if (only.has("e")) await smallBatchPhases(pool, database.connectionString, Math.min(5000, Math.max(1000, Math.floor(n / 200))));
     console.log(JSON.stringify({ phases: rows, rows: n, postgres: facts.version }));
   } finally {
