@@ -23,8 +23,7 @@ afterEach(() => {
 /** Every statement pg clients send from now on, with the client that sent it. */
 function recordStatements() {
   const spy = vi.spyOn(pg.Client.prototype, "query");
-  const textOf = (q: unknown) =>
-    typeof q === "string" ? q : typeof q === "object" && q !== null && "text" in q ? String((q as { text: unknown }).text) : "";
+  const textOf = (q: unknown) => (typeof q === "string" ? q : typeof q === "object" && q !== null && "text" in q ? String(q.text) : "");
   return {
     /** The statements, optionally of one client only. */
     texts(client?: pg.Client): string[] {
