@@ -317,16 +317,19 @@ const SAVEPOINT = "seqload_optimistic";
 
 /**
  * SQLSTATEs on which the optimistic COPY gives way to the staged upsert, rolled back to its
- * savepoint (which undoes its rows and frees the row locks they took, so loaders waiting on them
- * go on):
+ * savepoint: that undoes its rows and frees the keys they took, so a loader waiting for one of
+ * them goes on and inserts it. (A loader waiting for one of our keys when we commit instead: its
+ * COPY meets 23505 and falls back too, its upsert applies the guard to our row.)
  */
 const OPTIMISM_LOST: Readonly<Record<string, string>> = {
   /** Some key existed after all: one the sample missed, or one a racing loader committed meanwhile. */
   "23505": "unique violation",
   /**
    * Another loader inserts the same new keys in another order (its own optimistic COPY, or an
-   * upsert in key order) and each waits for a key the other holds. The upsert path applies in key
-   * order and waits instead (test/optimistic-copy.test.ts).
+   * upsert in key order) and each waits for a key the other holds. The upsert, in key order, waits
+   * for the other's commit instead (test/optimistic-copy.test.ts). It can still meet the other's
+   * COPY, if that is still running, in a second deadlock: outside the savepoint, so the loader
+   * retries the batch, as it retries any deadlock (a caller's transaction gets the retryable error).
    */
   "40P01": "deadlock detected",
 };
