@@ -215,10 +215,13 @@ export function activateVersionStatement(schema: string, table: string): Stateme
 }
 
 /**
- * How many of a sample of the batch's rows are stale (the table already holds the key at an equal
- * or higher sequence). Slots: k0…kN (one array per key column), sequences. `join`: as a join
- * rather than a correlated EXISTS, which Citus refuses over `unnest` (0A000); a key matches at most
- * one stored row (it is the primary key), so the join counts each stale sampled row once.
+ * Of a sample of the batch's rows, how many keys the table already holds ("existing") and how many
+ * of those are stale ("stale": stored at an equal or higher sequence), in one round trip, with the
+ * transaction's timestamp as ISO 8601 ("now", the `_deleted_at` of a tombstone COPYed straight
+ * into the table, as the upsert's `now()` would write). Slots: k0…kN (one array per key column),
+ * sequences. `join`: as a join rather than correlated EXISTS, which Citus refuses over `unnest`
+ * (0A000); a key matches at most one stored row (it is the primary key), so the join counts each
+ * sampled row once.
  */
 export function staleSampleStatement(schema: string, table: string, keyNames: string[], keyTypes: ColumnType[], join = false): Statement {
   const arrays = keyTypes.map((t, i) => slot(`k${i}`, `${COLUMN_SQL[t]}[]`));
@@ -230,22 +233,21 @@ export function staleSampleStatement(schema: string, table: string, keyNames: st
     sql` and `,
   );
   const newer = sql<boolean>`${col("x", "_sequence")} >= ${col("s", "_sequence")}`;
-  const count = sql<number>`count(*)::int`.as("stale");
+  const now = sql<string>`to_json(now()) #>> '{}'`.as("now");
   if (join) {
     const joined = db
       .selectFrom(sample)
       .innerJoin(`${TARGET} as x`, (j) => j.on(sql<boolean>`${match}`))
-      .select(count)
-      .where(newer);
+      .select([sql<number>`count(*)::int`.as("existing"), sql<number>`(count(*) filter (where ${newer}))::int`.as("stale"), now]);
     return statement(compileFor(schema, table, joined));
   }
-  const stored = db
-    .selectFrom(`${TARGET} as x`)
-    .select(sql.lit(1).as("one"))
-    .where(sql<boolean>`${match} and ${newer}`);
+  const stored = (condition: RawBuilder<boolean>) => db.selectFrom(`${TARGET} as x`).select(sql.lit(1).as("one")).where(condition);
   const query = db
     .selectFrom(sample)
-    .select(count)
-    .where((eb) => eb.exists(stored));
+    .select((eb) => [
+      sql<number>`(count(*) filter (where ${eb.exists(stored(sql<boolean>`${match}`))}))::int`.as("existing"),
+      sql<number>`(count(*) filter (where ${eb.exists(stored(sql<boolean>`${match} and ${newer}`))}))::int`.as("stale"),
+      now,
+    ]);
   return statement(compileFor(schema, table, query));
 }

@@ -5,7 +5,10 @@
  *   - `applyOneStatement`: a small batch into a known table; one prepared statement applies the
  *     rows, counts them and writes the load-log row;
  *   - `applyInTransaction`: everything else; the rows are staged (COPY when large), applied,
- *     activate_version runs, the load-log row is written.
+ *     activate_version runs, the load-log row is written. A large batch whose sampled keys are
+ *     all new is first COPYed straight into the table under a savepoint (no stage, no upsert; not
+ *     on Citus); if a key exists after all (23505) or a racing loader deadlocks with it (40P01),
+ *     it rolls back to the savepoint and takes the staged upsert.
  * `alterTable` adds or widens columns first when the batch needs it. The loader (loader.ts)
  * chooses the route and owns transactions, retries and caches.
  */
@@ -253,7 +256,11 @@ async function applyArrays(ctx: RouteContext, s: Session, v: ValidatedBatch, pla
   return total;
 }
 
-/** A large batch: COPY into a temporary stage table, then one INSERT … SELECT from it. */
+/**
+ * A large batch: when a sample of its keys finds none in the table, first the optimistic COPY
+ * straight into the table (`copyOptimistically`); otherwise, or when that meets a key after all,
+ * COPY into a temporary stage table, then one INSERT … SELECT from it.
+ */
 async function applyStaged(
   ctx: RouteContext,
   s: Session,
@@ -262,12 +269,27 @@ async function applyStaged(
   plan: TablePlan,
   c: CollapsedBatch,
 ): Promise<ApplyCounts> {
+  const sample = v.keyNames.length > 0 ? await sampleKeys(ctx, s, v, c) : null;
+  // As createAndLoad's COPY straight in: rows only, nothing a table version or activate_version
+  // adds. Not on Citus: its COPY reports a worker's unique violation as XX000 (the worker's message,
+  // no SQLSTATE), which cannot be told from a real failure (test/citus.test.ts).
+  const optimistic =
+    optimisticCopy.enabled &&
+    ctx.citus === null &&
+    sample !== null &&
+    sample.existing === 0 &&
+    c.activations.length === 0 &&
+    v.tableVersion === null;
+  if (optimistic && (await copyOptimistically(ctx, s, copyClient, v, c, sample.now))) {
+    // Every row was a new key: what the upsert would have counted (a tombstone counts as a delete).
+    return { inserted: c.winners.length - c.deletes, updated: 0, deleted: c.deletes, skipped: 0 };
+  }
   const stage = cached(ctx, JSON.stringify(["stage", c.types]), () => ({ text: createStageQuery(c).sql, slots: [] }));
   await s.query(stage.text);
   // The key-order sort of a large batch would spill to disk at the default 4MB.
   await s.setLocal("work_mem", "256MB");
   await copyRows(copyClient, STAGE_TABLE, stageColumnNames(c.columns), c, "flag");
-  const prefilter = v.keyNames.length > 0 && (await anyStale(ctx, s, v, c));
+  const prefilter = sample !== null && sample.stale > 0;
   const tableVersion = v.tableVersion?.toString() ?? null;
   // Without deletes, the counts come from the command tag and the transaction's own statistics
   // rather than from RETURNING, whose million-row result PostgreSQL would materialise just to be
@@ -283,6 +305,60 @@ async function applyStaged(
   const rows = applied.rowCount;
   const updated = Number(((await tuplesUpdated(s, quoteQualified(ctx.options.schema, v.table))) ?? updatedBefore) - updatedBefore);
   return { inserted: rows - updated, updated, deleted: 0, skipped: c.winners.length - rows };
+}
+
+/**
+ * @internal The optimistic COPY can be turned off (tests compare its results with the staged
+ * upsert's on the same batches).
+ */
+export const optimisticCopy = { enabled: true };
+
+const SAVEPOINT = "seqload_optimistic";
+
+/**
+ * SQLSTATEs on which the optimistic COPY gives way to the staged upsert, rolled back to its
+ * savepoint: that undoes its rows and frees the keys they took, so a loader waiting for one of
+ * them goes on and inserts it. (A loader waiting for one of our keys when we commit instead: its
+ * COPY meets 23505 and falls back too, its upsert applies the guard to our row.)
+ */
+const OPTIMISM_LOST: Readonly<Record<string, string>> = {
+  /** Some key existed after all: one the sample missed, or one a racing loader committed meanwhile. */
+  "23505": "unique violation",
+  /**
+   * Another loader inserts the same new keys in another order (its own optimistic COPY, or an
+   * upsert in key order) and each waits for a key the other holds. The upsert, in key order, waits
+   * for the other's commit instead (test/optimistic-copy.test.ts). It can still meet the other's
+   * COPY, if that is still running, in a second deadlock: outside the savepoint, so the loader
+   * retries the batch, as it retries any deadlock (a caller's transaction gets the retryable error).
+   */
+  "40P01": "deadlock detected",
+};
+
+/**
+ * COPY the winners straight into the table, as createAndLoad does into a new one (tombstones
+ * included), under a savepoint in the batch's transaction. True when every row went in (the
+ * savepoint released); false, with nothing of it left, when some key was there after all.
+ */
+async function copyOptimistically(
+  ctx: RouteContext,
+  s: Session,
+  copyClient: NonNullable<Session["copyClient"]>,
+  v: ValidatedBatch,
+  c: CollapsedBatch,
+  deletedAt: string,
+): Promise<boolean> {
+  await s.query(`SAVEPOINT ${SAVEPOINT}`);
+  try {
+    await copyRows(copyClient, quoteQualified(ctx.options.schema, v.table), c.columns.map(quoteIdent), c, "timestamp", deletedAt);
+  } catch (e) {
+    const code = (e as { code?: unknown } | null)?.code;
+    if (typeof code !== "string" || OPTIMISM_LOST[code] === undefined) throw e;
+    await s.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
+    await s.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+    return false;
+  }
+  await s.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+  return true;
 }
 
 function applyShape(
@@ -332,14 +408,23 @@ async function writeLog(ctx: RouteContext, s: Session, v: ValidatedBatch, c: Col
   });
 }
 
+interface KeySample {
+  /** Sampled keys the table holds. */
+  existing: number;
+  /** Sampled keys the table holds at an equal or higher sequence. */
+  stale: number;
+  /** The transaction's timestamp, ISO 8601. */
+  now: string;
+}
+
 /**
- * Whether a large batch should be pre-filtered for stale rows: asks the table about an even sample
- * of the batch's keys, and filters as soon as one of them is stale. Filtering costs an index probe
+ * Asks the table about an even sample of a large batch's keys, in one statement. No key there at
+ * all: the optimistic COPY. A stale one: the stale-row pre-filter. Filtering costs an index probe
  * per row; not filtering costs a row lock (and its write) per stale row, about three times as
  * much, and under concurrent loaders those locks make the others wait. A batch of only new or
  * newer rows (a first load, an update run) skips the filter.
  */
-async function anyStale(ctx: RouteContext, s: Session, v: ValidatedBatch, c: CollapsedBatch): Promise<boolean> {
+async function sampleKeys(ctx: RouteContext, s: Session, v: ValidatedBatch, c: CollapsedBatch): Promise<KeySample> {
   const n = Math.min(PREFILTER_SAMPLE, c.winners.length);
   const step = c.winners.length / n;
   const sample = Array.from({ length: n }, (_, i) => c.winners[Math.floor(i * step)] as ValidatedMessage);
@@ -355,8 +440,10 @@ async function anyStale(ctx: RouteContext, s: Session, v: ValidatedBatch, c: Col
   positions.forEach((p, i) => {
     values[`k${i}`] = sample.map((m) => cell(m, p));
   });
-  const r = await s.run<{ stale: number }>(unnamed(statement), values);
-  return (r.rows[0]?.stale ?? 0) > 0;
+  const r = await s.run<KeySample>(unnamed(statement), values);
+  const row = r.rows[0];
+  if (row === undefined) throw new Error("the key sample returned no row");
+  return row;
 }
 
 /**

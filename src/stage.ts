@@ -57,6 +57,7 @@ function* copyChunks(c: CollapsedBatch, deleteEncoding: DeleteEncoding, deletedA
 /**
  * COPY the batch's winning rows into `quotedTarget (columns…, _sequence, <delete column>)`, each
  * row encoded as it is sent, so that Node encodes while PostgreSQL parses the previous chunk.
+ * `deletedAt`: what a tombstone's `_deleted_at` says (delete encoding "timestamp"); default: now.
  */
 export async function copyRows(
   client: pg.ClientBase,
@@ -64,10 +65,11 @@ export async function copyRows(
   quotedColumns: string[],
   c: CollapsedBatch,
   deleteEncoding: DeleteEncoding,
+  deletedAt = new Date().toISOString(),
 ): Promise<void> {
   const deleteColumn = deleteEncoding === "flag" ? `"_delete"` : `"_deleted_at"`;
   const stream = client.query(copyFrom(`COPY ${quotedTarget} (${[...quotedColumns, `"_sequence"`, deleteColumn].join(", ")}) FROM STDIN`));
-  await pipeline(Readable.from(copyChunks(c, deleteEncoding, new Date().toISOString())), stream);
+  await pipeline(Readable.from(copyChunks(c, deleteEncoding, deletedAt)), stream);
 }
 
 /** CREATE TEMP TABLE for the staging of one batch; dropped at commit. */

@@ -3,8 +3,11 @@
 // what Citus cannot do is refused with a clear error and nothing written, large batches load with
 // exact counts, killed connections (the client's, or the coordinator's to a worker) leave all or
 // nothing, and racing loaders end with every key at its highest sequence.
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
+import { from as copyFrom } from "pg-copy-streams";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type Batch, DistributionChangeError, type Loader, SeqloadError, createLoader } from "../src/index.js";
 import { uniqueTable, useDatabase } from "./helpers/context.js";
@@ -193,6 +196,28 @@ describe("what Citus refuses", () => {
     expect(columns.find((c) => c.name === "id")?.type).toBe("bigint");
     expect(await ctx.query(`select count(*)::int as n, max(v) as v from "${t}"`)).toEqual([{ n: 5, v: "a" }]);
     expect(await ctx.query("select count(*)::int as n from seqload.loads where table_name = $1", [t])).toEqual([{ n: 1 }]);
+  });
+
+  it("a key already stored fails a COPY into a distributed table with XX000, not 23505: so no optimistic COPY on Citus", async () => {
+    const loader = await ctx.loader({ copyThreshold: 1000 });
+    const t = uniqueTable("copy_duplicate");
+    await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(1, 1, 1, "a") });
+    // What the optimistic COPY would meet: the worker's unique violation, relayed without its
+    // SQLSTATE (Citus's ReportCopyError keeps only the message and detail), so it cannot be told
+    // apart from any other failure; the optimistic COPY is off (src/route.ts) …
+    const err = await withClient(ctx.url, async (c) => {
+      await c.query("begin");
+      try {
+        const copy = c.query(copyFrom(`copy "${t}" (id, v, _sequence) from stdin`));
+        return await pipeline(Readable.from(["100\tb\t2\n1\tb\t2\n"]), copy).catch((e: unknown) => e);
+      } finally {
+        await c.query("rollback");
+      }
+    });
+    expect(err).toMatchObject({ code: "XX000", message: expect.stringMatching(/duplicate key/) });
+    // … and a large batch of new keys with one stored key the sample misses takes the staged upsert.
+    const batch = { table_name: t, key_names: ["id"], schema, messages: [...rows(1_000, 5_000, 2, "b"), ...rows(1, 1, 2, "b")] };
+    expect(await loader.loadBatch(batch)).toMatchObject({ inserted: 5_000, updated: 1, skipped: 0 });
   });
 
   it("drift of other columns propagates to the shards: a new column and a widened non-distribution key column", async () => {

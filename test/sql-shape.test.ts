@@ -198,7 +198,7 @@ describe("the Citus forms of the stale sample and the pre-filter (joins)", () =>
       await (await ctx.loader()).loadBatch({ table_name: table, key_names: ["id"], schema, messages: stored });
       const stale = staleSampleStatement("public", table, ["id"], ["bigint"], join);
       expect(stale.text).toContain(join ? "inner join" : "exists");
-      const [sampled] = await ctx.query<{ stale: number }>(stale.text, bind(stale, sample));
+      const [sampled] = await ctx.query<{ existing: number; stale: number }>(stale.text, bind(stale, sample));
       const shape: ApplyShape = {
         schema: "public",
         table,
@@ -216,14 +216,15 @@ describe("the Citus forms of the stale sample and the pre-filter (joins)", () =>
       expect(apply.text).toContain(join ? "left join" : "not exists");
       const [counts] = await ctx.query(apply.text, bind(apply, { ...arrayValues(c), staged: c.winners.length, tableVersion: null }));
       const after = await ctx.query(`select id::int, v, _sequence::int from public.${table} order by id`);
-      results.push({ stale: sampled?.stale, counts, after });
+      results.push({ existing: sampled?.existing, stale: sampled?.stale, counts, after });
       if (citus) {
         const correlated = staleSampleStatement("public", table, ["id"], ["bigint"], false);
-        await expect(ctx.query(correlated.text, bind(correlated, sample))).rejects.toThrow(/not supported/);
+        await expect(ctx.query(correlated.text, bind(correlated, sample))).rejects.toThrow(/not supported|only supported/);
       }
     }
-    // Stale: 1, 2 (stored 5 >= 3) and 3 (stored 5 >= 5); 4 is older, 6 is new.
+    // Existing: 1–4. Stale: 1, 2 (stored 5 >= 3) and 3 (stored 5 >= 5); 4 is older, 6 is new.
     const expected = {
+      existing: 4,
       stale: 3,
       counts: { inserted: 1, updated: 1, deleted: 0, skipped: 3 },
       after: [
