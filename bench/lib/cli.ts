@@ -1,17 +1,67 @@
-/** Case (g): the CLI (dist/src/cli.js) loading a JSON Lines file; peak RSS and CPU of its own process. */
+/**
+ * Case (g): the CLI (dist/src/cli.js) loading a JSON Lines file of 20,000-message lines; its peak
+ * RSS and CPU are its own process's. In the same run, the library reference on the same batches:
+ * a fresh loader's `loadBatch`, called sequentially on each batch as an already-parsed object (as a
+ * library user holds them), into a fresh table of the same name and shape. The ratio of the two
+ * (CLI msgs/s ÷ library msgs/s) is issue 15's CLI target.
+ *
+ * What each side includes. Library: `createLoader` on the bench's pool (its first batch checks the
+ * migrations and the schema), then validation, staging and apply of every batch; not building the
+ * batch objects. CLI: the whole process, spawn to exit (node start, imports, connecting, migration
+ * check, reading, UTF-8 check, splitting, lossless parsing, validation, staging and apply).
+ */
 import { spawn } from "node:child_process";
 import { createWriteStream, existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { type BenchMessage, benchSchema } from "./data.js";
+import { createLoader } from "../../src/index.js";
+import { type BenchMessage, benchSchema, toBatches } from "./data.js";
 import { BENCH_SCHEMA, dropTable, settle } from "./db.js";
 import { type Context, cost, fmt, log, record, round2, tableState } from "./context.js";
+import type { Measurement } from "./report.js";
 import { timed } from "./stats.js";
 
 const RSS_MARKER = "SEQLOAD_BENCH_MAXRSS_KB=";
 const CPU_MARKER = "SEQLOAD_BENCH_CPU_US=";
+/** Stitch's per-batch limit: one JSON Lines line each. */
+const PER_LINE = 20_000;
+const TABLE = "g_cli";
+
+/** The method labels of case (g)'s two measurements. */
+const CLI_METHOD = "CLI seqload load (JSON Lines, incl. parsing)";
+const CLI_LIBRARY_METHOD = "library loadBatch, same batches as parsed objects (CLI reference)";
+
+/**
+ * CLI msgs/s ÷ library msgs/s on the same batches, from one run's measurements (issue 15's target:
+ * ≥ 0.9); null when case (g) or its reference did not run, or a check failed.
+ * @public for the report's targets table (bench/lib/report.ts)
+ */
+export function cliVsLibrary(ms: readonly Measurement[]): number | null {
+  const cli = ms.find((m) => m.case === "g" && m.method === CLI_METHOD);
+  const lib = ms.find((m) => m.case === "g" && m.method === CLI_LIBRARY_METHOD);
+  if (cli === undefined || lib === undefined || cli.check !== "ok" || lib.check !== "ok") return null;
+  return round2(cli.rows / cli.seconds / (lib.rows / lib.seconds));
+}
+
+async function writeFile(file: string, data: BenchMessage[]): Promise<void> {
+  const out = createWriteStream(file);
+  const schema = JSON.stringify(benchSchema());
+  for (let i = 0; i < data.length; i += PER_LINE) {
+    const messages = data
+      .slice(i, i + PER_LINE)
+      .map((m) => `{"action":"upsert","sequence":${m.sequence},"data":${JSON.stringify(m.data)}}`);
+    const line = `{"table_name":"${TABLE}","key_names":["id"],"schema":${schema},"messages":[${messages.join(",")}]}\n`;
+    if (!out.write(line)) await new Promise<void>((r) => out.once("drain", () => r()));
+  }
+  await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
+}
+
+async function tableCheck(ctx: Context, n: number): Promise<string> {
+  const state = await tableState(ctx.pool, TABLE);
+  return state.rows !== n ? `${fmt(state.rows)} rows` : "ok";
+}
 
 export async function cliCase(ctx: Context, data: BenchMessage[]): Promise<void> {
   const cli = fileURLToPath(new URL("../../src/cli.js", import.meta.url));
@@ -20,21 +70,25 @@ export async function cliCase(ctx: Context, data: BenchMessage[]): Promise<void>
     return;
   }
   const n = data.length;
-  const perLine = 20_000; // Stitch's per-batch limit
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "seqload-bench-cli-"));
   const file = path.join(dir, "batches.jsonl");
   log(
-    `(g) CLI: seqload load of a ${fmt(n)}-message JSON Lines file (${Math.ceil(n / perLine)} lines of ≤ ${fmt(perLine)} messages; sequences as 19-digit JSON numbers)`,
+    `(g) CLI: seqload load of a ${fmt(n)}-message JSON Lines file (${Math.ceil(n / PER_LINE)} lines of ≤ ${fmt(PER_LINE)} messages; sequences as 19-digit JSON numbers), and the library on the same batches`,
   );
-  const out = createWriteStream(file);
-  const schema = JSON.stringify(benchSchema());
-  for (let i = 0; i < n; i += perLine) {
-    const messages = data.slice(i, i + perLine).map((m) => `{"action":"upsert","sequence":${m.sequence},"data":${JSON.stringify(m.data)}}`);
-    const line = `{"table_name":"g_cli","key_names":["id"],"schema":${schema},"messages":[${messages.join(",")}]}\n`;
-    if (!out.write(line)) await new Promise<void>((r) => out.once("drain", () => r()));
-  }
-  await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
-  await dropTable(ctx.pool, "g_cli");
+  await writeFile(file, data);
+
+  // The library reference first: a fresh loader (no cached table shape), sequential loadBatch.
+  await dropTable(ctx.pool, TABLE);
+  await settle(ctx.pool, []);
+  const batches = toBatches(TABLE, data, PER_LINE); // the file's lines as objects, built untimed
+  const lib = await timed(async () => {
+    const loader = await createLoader({ pool: ctx.pool, schema: BENCH_SCHEMA });
+    for (const batch of batches) await loader.loadBatch(batch);
+  });
+  batches.length = 0;
+  const libCheck = await tableCheck(ctx, n);
+
+  await dropTable(ctx.pool, TABLE);
   await settle(ctx.pool, []);
   // Reports the child's own maxRSS on exit (nothing else can see a child's rusage from Node).
   const hook = `process.on("exit",()=>{const u=process.cpuUsage();process.stderr.write("\\n${RSS_MARKER}"+process.resourceUsage().maxRSS+" ${CPU_MARKER}"+(u.user+u.system)+"\\n")})`;
@@ -65,31 +119,48 @@ export async function cliCase(ctx: Context, data: BenchMessage[]): Promise<void>
   const rssKb = Number(new RegExp(`${RSS_MARKER}(\\d+)`).exec(run.value.stderr)?.[1] ?? Number.NaN);
   const cpuUs = Number(new RegExp(`${CPU_MARKER}(\\d+)`).exec(run.value.stderr)?.[1] ?? Number.NaN);
   const cliCpuS = Number.isNaN(cpuUs) ? null : round2(cpuUs / 1e6);
-  const state = await tableState(ctx.pool, "g_cli");
-  const check =
+  const cliCheck =
     run.value.code !== 0
       ? `exit code ${run.value.code}: ${run.value.stderr
           .split("\n")
           .filter((l) => l && !l.startsWith(RSS_MARKER))
           .slice(-3)
           .join(" / ")}`
-      : state.rows !== n
-        ? `${fmt(state.rows)} rows`
-        : "ok";
-  record(
+      : await tableCheck(ctx, n);
+  const ratio = round2(lib.seconds / run.seconds);
+  const ratioText =
+    cliCheck === "ok" && libCheck === "ok" ? `${ratio.toFixed(2)}× the library's msgs/s (target ≥ 0.90)` : "no ratio (a check failed)";
+  // The CLI first: the RSS target reads the first (g) measurement.
+  const measured = record(
     ctx,
     {
       case: "g",
-      method: "CLI seqload load (JSON Lines, incl. parsing)",
+      method: CLI_METHOD,
       rows: n,
       ...cost(run),
       clientCpuS: cliCpuS,
       peakRssMb: Math.round(rssKb / 1024),
-      check,
-      note: "RSS and Node cpu are the CLI process's own",
+      check: cliCheck,
+      note: `whole CLI process, spawn to exit; ${ratioText}; RSS and Node cpu are the CLI process's own`,
     },
     null,
   );
-  await dropTable(ctx.pool, "g_cli");
+  const reference = record(
+    ctx,
+    {
+      case: "g",
+      method: CLI_LIBRARY_METHOD,
+      rows: n,
+      ...cost(lib),
+      check: libCheck,
+      note: "fresh loader, loadBatch per 20,000-message batch in file order; excludes building the batch objects (no JSON parse)",
+    },
+    null,
+  );
+  const r = cliVsLibrary([measured, reference]);
+  log(
+    `  (g) CLI vs library on the same batches: ${fmt(measured.rowsPerSec)} / ${fmt(reference.rowsPerSec)} msgs/s = ${r === null ? "—" : `${r.toFixed(2)}×`} (target ≥ 0.90)`,
+  );
+  await dropTable(ctx.pool, TABLE);
   await fs.rm(dir, { recursive: true, force: true });
 }
