@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type pg from "pg";
-import { Umzug, type UmzugStorage } from "umzug";
+import type { UmzugStorage } from "umzug";
 import { checkout } from "./options.js";
 import { MIGRATIONS_DIR } from "./sql.js";
 import { inTransaction } from "./transaction.js";
@@ -67,7 +67,10 @@ async function runInTransaction(client: Ctx, text: string, logSql: string, name:
   });
 }
 
-function umzugFor(client: Ctx, log: (line: string) => void) {
+async function umzugFor(client: Ctx, log: (line: string) => void) {
+  // Imported only to migrate: umzug (with its own CLI's dependencies) takes ~100 ms to load, which
+  // every `seqload load` paid up front although the check that nothing is pending needs no umzug.
+  const { Umzug } = await import("umzug");
   // Logging the migration row is done inside the migration's transaction; the storage below
   // only reads, so its log/unlog are no-ops to avoid writing the row twice.
   return new Umzug<Ctx>({
@@ -112,7 +115,7 @@ async function withMigrationLock<T>(pool: pg.Pool, fn: (client: pg.PoolClient) =
 /** Apply every pending migration; returns the names applied. */
 export async function migrateUp(pool: pg.Pool, log: (line: string) => void = () => {}): Promise<string[]> {
   return withMigrationLock(pool, async (client) => {
-    const done = await umzugFor(client, log).up();
+    const done = await (await umzugFor(client, log)).up();
     return done.map((m) => m.name);
   });
 }
@@ -120,7 +123,7 @@ export async function migrateUp(pool: pg.Pool, log: (line: string) => void = () 
 /** Revert migrations: the last one, or all of them with `{ all: true }`. Returns the names reverted. */
 export async function migrateDown(pool: pg.Pool, opts: { all?: boolean } = {}, log: (line: string) => void = () => {}): Promise<string[]> {
   return withMigrationLock(pool, async (client) => {
-    const done = await umzugFor(client, log).down(opts.all ? { to: 0 } : undefined);
+    const done = await (await umzugFor(client, log)).down(opts.all ? { to: 0 } : undefined);
     return done.map((m) => m.name);
   });
 }

@@ -128,7 +128,14 @@ describe("Utf8Decoder", () => {
     for (let size = 1; size <= bytes.length; size++) expect(decode(bytes, size), `chunk size ${size}`).toBe(text);
   });
 
-  it("makes heap strings of one byte per character from ASCII (TextDecoder made two-byte strings outside the heap)", () => {
+  it("decodes every ASCII byte as itself, in ASCII-only chunks and in chunks mixed with longer sequences", () => {
+    const ascii = String.fromCharCode(...Array.from({ length: 128 }, (_, i) => i));
+    const text = `${ascii}é${ascii}🎉${ascii}`;
+    const bytes = Buffer.from(text, "utf8");
+    for (const size of [1, 7, 128, 129, 130, 200, bytes.length]) expect(decode(bytes, size), `chunk size ${size}`).toBe(text);
+  });
+
+  it("makes strings of one byte per character from ASCII (TextDecoder made two-byte strings)", () => {
     const bytes = Buffer.alloc(4 << 20, "x");
     const d = new Utf8Decoder(() => new Error("invalid"));
     const before = process.memoryUsage();
