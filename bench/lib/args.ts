@@ -25,9 +25,9 @@ export interface BenchOptions {
 const USAGE = `usage: node dist/bench/bench.js [--quick] [--rows N] [--cases abcdefg] [--sorted] [--repeat R]
   --quick      small run (50,000 rows, 1,000 small batches), under a minute
   --rows N     rows for cases (a)-(d), the COPY reference and (f) (default 1,000,000)
-  --cases L    run only these cases, e.g. --cases ace (g = CLI peak RSS, needs dist/src/cli.js)
+  --cases L    run only these cases, e.g. --cases ace (g = CLI vs library and CLI peak RSS, needs dist/src/cli.js)
   --sorted     send messages in ascending key order instead of shuffled
-  --repeat R   run each measurement of the reference and (a)-(d) R times, keep the fastest (default 1)
+  --repeat R   run each measurement of the reference, (a)-(d) and (g) R times, keep the fastest (default 1)
 Uses DATABASE_URL if set, else an embedded PostgreSQL 18 in a temp dir.`;
 
 export function parseArgs(argv: string[]): BenchOptions {
