@@ -160,7 +160,10 @@ describe("faults", () => {
     try {
       // The other session holds key 2; the loader locks key 1 (key order) and then waits for key 2;
       // the other session then asks for key 1: a cycle. The loader waited first, so its deadlock
-      // check fires first and it is the victim; it retries after the other session commits.
+      // check fires first and it is the victim; it retries after the other session commits. The
+      // other session checks only after 30 s, so that the loader is the victim even when a busy
+      // machine runs the loader's check late.
+      await other.query("set deadlock_timeout = '30s'");
       await other.query("begin");
       await other.query(`select * from "${t}" where id = 2 for update`);
       const load = loader.loadBatch({

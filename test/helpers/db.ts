@@ -71,7 +71,7 @@ export async function createTestDatabase(prefix = "db"): Promise<TestDatabase> {
     // its workers registered in the coordinator's copy (what citus/cluster.sh createdb does).
     for (const worker of workers) {
       await withClient(worker, (c) => c.query(`CREATE DATABASE ${quoted}`));
-      await withClient(urlForDatabase(worker, name), (c) => c.query("CREATE EXTENSION citus"));
+      await retried(() => withClient(urlForDatabase(worker, name), (c) => c.query("CREATE EXTENSION IF NOT EXISTS citus")));
     }
     await withClient(urlForDatabase(admin, name), async (c) => {
       const self = new URL(admin);
@@ -79,7 +79,7 @@ export async function createTestDatabase(prefix = "db"): Promise<TestDatabase> {
       // Tests use triggers to inject slowness and failures; on distributed tables Citus allows
       // them only with this setting (the trigger then runs on the shards).
       await c.query(`ALTER DATABASE ${quoted} SET citus.enable_unsafe_triggers = on`);
-      await c.query("SELECT citus_set_coordinator_host($1, $2)", [self.hostname, Number(self.port || "5432")]);
+      await retried(() => c.query("SELECT citus_set_coordinator_host($1, $2)", [self.hostname, Number(self.port || "5432")]));
       for (const worker of workers) {
         const w = new URL(worker);
         // citus_add_node connects to the worker to copy the metadata there; on a loaded machine
