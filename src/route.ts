@@ -6,8 +6,8 @@
  *     rows, counts them and writes the load-log row;
  *   - `applyInTransaction`: everything else; the rows are staged (COPY when large), applied,
  *     activate_version runs, the load-log row is written. A large batch whose sampled keys are
- *     all new is first COPYed straight into the table under a savepoint (no stage, no upsert); if
- *     a key exists after all (23505; on Citus XX000) or a racing loader deadlocks with it (40P01),
+ *     all new is first COPYed straight into the table under a savepoint (no stage, no upsert; not
+ *     on Citus); if a key exists after all (23505) or a racing loader deadlocks with it (40P01),
  *     it rolls back to the savepoint and takes the staged upsert.
  * `alterTable` adds or widens columns first when the batch needs it. The loader (loader.ts)
  * chooses the route and owns transactions, retries and caches.
@@ -271,9 +271,15 @@ async function applyStaged(
 ): Promise<ApplyCounts> {
   const sample = v.keyNames.length > 0 ? await sampleKeys(ctx, s, v, c) : null;
   // As createAndLoad's COPY straight in: rows only, nothing a table version or activate_version
-  // adds.
+  // adds. Not on Citus: its COPY reports a worker's unique violation as XX000 (the worker's message,
+  // no SQLSTATE), which cannot be told from a real failure (test/citus.test.ts).
   const optimistic =
-    optimisticCopy.enabled && sample !== null && sample.existing === 0 && c.activations.length === 0 && v.tableVersion === null;
+    optimisticCopy.enabled &&
+    ctx.citus === null &&
+    sample !== null &&
+    sample.existing === 0 &&
+    c.activations.length === 0 &&
+    v.tableVersion === null;
   if (optimistic && (await copyOptimistically(ctx, s, copyClient, v, c, sample.now))) {
     // Every row was a new key: what the upsert would have counted (a tombstone counts as a delete).
     return { inserted: c.winners.length - c.deletes, updated: 0, deleted: c.deletes, skipped: 0 };
@@ -346,12 +352,7 @@ async function copyOptimistically(
     await copyRows(copyClient, quoteQualified(ctx.options.schema, v.table), c.columns.map(quoteIdent), c, "timestamp", deletedAt);
   } catch (e) {
     const code = (e as { code?: unknown } | null)?.code;
-    // Citus relays a worker's unique violation during COPY as XX000, with the worker's message but
-    // not its SQLSTATE (test/citus.test.ts). There any XX000 gives way too: rolled back to the
-    // savepoint, nothing of the COPY is left, and a genuine failure meets the staged upsert again,
-    // which reports it with its own SQLSTATE.
-    const lost = typeof code === "string" && (OPTIMISM_LOST[code] !== undefined || (ctx.citus !== null && code === "XX000"));
-    if (!lost) throw e;
+    if (typeof code !== "string" || OPTIMISM_LOST[code] === undefined) throw e;
     await s.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
     await s.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
     return false;

@@ -198,13 +198,13 @@ describe("what Citus refuses", () => {
     expect(await ctx.query("select count(*)::int as n from seqload.loads where table_name = $1", [t])).toEqual([{ n: 1 }]);
   });
 
-  it("a key already stored fails a COPY into a distributed table with XX000, not 23505: the optimistic COPY gives way on it", async () => {
+  it("a key already stored fails a COPY into a distributed table with XX000, not 23505: so no optimistic COPY on Citus", async () => {
     const loader = await ctx.loader({ copyThreshold: 1000 });
     const t = uniqueTable("copy_duplicate");
     await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(1, 1, 1, "a") });
-    // What the optimistic COPY meets: the worker's unique violation, relayed without its SQLSTATE
-    // (Citus's ReportCopyError keeps only the message and detail); on Citus any XX000 of that COPY
-    // rolls back to its savepoint (src/route.ts) …
+    // What the optimistic COPY would meet: the worker's unique violation, relayed without its
+    // SQLSTATE (Citus's ReportCopyError keeps only the message and detail), so it cannot be told
+    // apart from any other failure; the optimistic COPY is off (src/route.ts) …
     const err = await withClient(ctx.url, async (c) => {
       await c.query("begin");
       try {
@@ -215,7 +215,7 @@ describe("what Citus refuses", () => {
       }
     });
     expect(err).toMatchObject({ code: "XX000", message: expect.stringMatching(/duplicate key/) });
-    // … and a large batch of new keys with one stored key the sample misses falls back to the staged upsert.
+    // … and a large batch of new keys with one stored key the sample misses takes the staged upsert.
     const batch = { table_name: t, key_names: ["id"], schema, messages: [...rows(1_000, 5_000, 2, "b"), ...rows(1, 1, 2, "b")] };
     expect(await loader.loadBatch(batch)).toMatchObject({ inserted: 5_000, updated: 1, skipped: 0 });
   });

@@ -1,8 +1,9 @@
 // The optimistic COPY (src/route.ts): a large batch whose sampled keys are all new goes straight
 // into the table under a savepoint; a key that exists after all (23505), or a racing loader that
 // deadlocks with it (40P01), sends it back to the savepoint and through the staged upsert. Either
-// way the rows, the LoadResult and the load-log row are the upsert's. On Citus a key clash in the
-// COPY arrives as XX000 (test/citus.test.ts says why), on which it gives way just the same.
+// way the rows, the LoadResult and the load-log row are the upsert's. On Citus the optimistic COPY
+// is off (test/citus.test.ts says why): there every batch here must take the staged upsert, with
+// the same results.
 import pg from "pg";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { type Batch, type LoadResult, createLoader } from "../src/index.js";
@@ -41,6 +42,9 @@ function pathOf(texts: string[]): string {
   }
   return out.join(" ");
 }
+
+/** The way a batch takes: on Citus, where the optimistic COPY is off, the staged upsert. */
+const expected = (path: string) => (citus ? path.replace(/^(optimistic|fallback staged)$/, "staged") : path);
 
 /** Deterministic content for (key, sequence): every 7th version a delete. */
 function message(id: number, sequence: number) {
@@ -141,7 +145,7 @@ describe("a large batch of new keys into an existing table", () => {
       (t) => batchOf(t, versions[0] as { id: number; sequence: number }[]),
       (t) => batchOf(t, versions[1] as { id: number; sequence: number }[]),
     ]);
-    expect(taken).toEqual(["", "optimistic", "fallback staged"]);
+    expect(taken).toEqual(["", "optimistic", "fallback staged"].map(expected));
   });
 
   // 20,000 new keys and one stored key, at position 1 of the batch: the sample takes positions
@@ -171,7 +175,7 @@ describe("a large batch of new keys into an existing table", () => {
         return b;
       };
       const { table, taken } = await loadTwins(`miss_${stored}_${incoming}`, [existing, large]);
-      expect(taken).toEqual(["", "fallback staged"]);
+      expect(taken).toEqual(["", "fallback staged"].map(expected));
       const [kept] = await ctx.query(`select _sequence::int as seq, v, _deleted_at is not null as deleted from "${table}" where id = 7`);
       if (stored === "higher") expect(kept).toEqual({ seq: 50, v: "stored", deleted: false });
       else if (incoming === "upsert") expect(kept).toEqual({ seq: 10, v: "new", deleted: false });
@@ -239,9 +243,9 @@ describe("racing loaders on the same new keys", () => {
       await b.query("commit"); // D's upsert waits for B's too
       results.d = await loadD;
       await d.query("commit");
-      expect(pathOf(statements.texts(a))).toBe("optimistic");
-      expect(pathOf(statements.texts(b))).toBe("fallback staged");
-      expect(pathOf(statements.texts(d))).toBe("fallback staged");
+      expect(pathOf(statements.texts(a))).toBe(expected("optimistic"));
+      expect(pathOf(statements.texts(b))).toBe(expected("fallback staged"));
+      expect(pathOf(statements.texts(d))).toBe(expected("fallback staged"));
       expect(results.a).toMatchObject({ inserted: expect.any(Number), updated: 0, skipped: 0 });
       expect(results.a.inserted + results.a.deleted).toBe(keys.length);
       for (const r of [results.b, results.d]) expect((r?.updated ?? 0) + (r?.deleted ?? 0) + (r?.skipped ?? 0)).toBe(keys.length);
@@ -278,9 +282,11 @@ describe("racing loaders on the same new keys", () => {
       }
       expect(await state(t)).toEqual(model(all));
       const savepoints = statements.texts().filter((text) => text.includes("SAVEPOINT seqload_optimistic"));
-      expect(savepoints).toEqual(
-        expect.arrayContaining(["RELEASE SAVEPOINT seqload_optimistic", "ROLLBACK TO SAVEPOINT seqload_optimistic"]),
-      );
+      if (citus) expect(savepoints).toEqual([]);
+      else
+        expect(savepoints).toEqual(
+          expect.arrayContaining(["RELEASE SAVEPOINT seqload_optimistic", "ROLLBACK TO SAVEPOINT seqload_optimistic"]),
+        );
     } finally {
       for (const l of loaders) {
         await l.close();
