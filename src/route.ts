@@ -272,7 +272,9 @@ async function applyStaged(
   const sample = v.keyNames.length > 0 ? await sampleKeys(ctx, s, v, c) : null;
   // As createAndLoad's COPY straight in: rows only, nothing a table version or activate_version
   // adds. Not on Citus: its COPY reports a worker's unique violation as XX000 (the worker's message,
-  // no SQLSTATE), which cannot be told from a real failure (test/citus.test.ts).
+  // no SQLSTATE), which cannot be told from a real failure (test/citus.test.ts); and after such a
+  // failure ROLLBACK TO SAVEPOINT did not always restore the worker's connection (the upsert that
+  // followed met 25P02 from that worker when we tried giving way on any XX000).
   const optimistic =
     optimisticCopy.enabled &&
     ctx.citus === null &&
