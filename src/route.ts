@@ -149,7 +149,7 @@ export async function createAndLoad(
   // On Citus: distributed while still empty, before any row, in the transaction that created it.
   await distributeNewTable(s, schema, v.table, chooseDistribution(ctx.citus, ctx.options.distribute, v.keyNames));
   if (!copyStraightIn) return { result: await applyInTransaction(ctx, s, v, plan, c, received), shape: shapeAfter(v, plan) };
-  await copyRows(copyClient, quoteQualified(schema, v.table), c.columns.map(quoteIdent), c, "timestamp");
+  await copyRows(copyClient, quoteQualified(schema, v.table), c.columns.map(quoteIdent), c, "timestamp", await transactionTime(s));
   if (v.keyNames.length > 0) {
     await s.setLocal("maintenance_work_mem", "256MB");
     const pk = addPrimaryKeyQuery(schema, v.table, v.keyNames);
@@ -164,6 +164,14 @@ export async function createAndLoad(
   await writeLog(ctx, s, v, c, result);
   await quarantine(ctx, s, v);
   return { result, shape: shapeAfter(v, plan) };
+}
+
+/** The transaction's timestamp (ISO 8601): a tombstone COPYed straight into its table is dated like the upsert's `now()`. */
+async function transactionTime(s: Session): Promise<string> {
+  const r = await s.query<{ now: string }>("SELECT to_json(now()) #>> '{}' AS now");
+  const now = r.rows[0]?.now;
+  if (now === undefined) throw new Error("SELECT now() returned no row");
+  return now;
 }
 
 /** Whether a batch's rows can go as one statement: rows to apply, few enough for array parameters, no activate_version. */
@@ -290,7 +298,7 @@ async function applyStaged(
   await s.query(stage.text);
   // The key-order sort of a large batch would spill to disk at the default 4MB.
   await s.setLocal("work_mem", "256MB");
-  await copyRows(copyClient, STAGE_TABLE, stageColumnNames(c.columns), c, "flag");
+  await copyRows(copyClient, STAGE_TABLE, stageColumnNames(c.columns), c, "flag", null);
   const prefilter = sample !== null && sample.stale > 0;
   const tableVersion = v.tableVersion?.toString() ?? null;
   // Without deletes, the counts come from the command tag and the transaction's own statistics

@@ -57,7 +57,9 @@ function* copyChunks(c: CollapsedBatch, deleteEncoding: DeleteEncoding, deletedA
 /**
  * COPY the batch's winning rows into `quotedTarget (columns…, _sequence, <delete column>)`, each
  * row encoded as it is sent, so that Node encodes while PostgreSQL parses the previous chunk.
- * `deletedAt`: what a tombstone's `_deleted_at` says (delete encoding "timestamp"); default: now.
+ * `deletedAt`: what a tombstone's `_deleted_at` says with delete encoding "timestamp": the
+ * transaction's time from the server (`transactionTime`), as the upsert's `now()` writes it, never
+ * the client's clock; unused (null) with "flag".
  */
 export async function copyRows(
   client: pg.ClientBase,
@@ -65,11 +67,12 @@ export async function copyRows(
   quotedColumns: string[],
   c: CollapsedBatch,
   deleteEncoding: DeleteEncoding,
-  deletedAt = new Date().toISOString(),
+  deletedAt: string | null,
 ): Promise<void> {
+  if (deleteEncoding === "timestamp" && deletedAt === null) throw new Error("copyRows: a timestamp delete encoding needs deletedAt");
   const deleteColumn = deleteEncoding === "flag" ? `"_delete"` : `"_deleted_at"`;
   const stream = client.query(copyFrom(`COPY ${quotedTarget} (${[...quotedColumns, `"_sequence"`, deleteColumn].join(", ")}) FROM STDIN`));
-  await pipeline(Readable.from(copyChunks(c, deleteEncoding, deletedAt)), stream);
+  await pipeline(Readable.from(copyChunks(c, deleteEncoding, deletedAt ?? "")), stream);
 }
 
 /** CREATE TEMP TABLE for the staging of one batch; dropped at commit. */

@@ -59,6 +59,9 @@ describe("first load into a new table", () => {
         { tenant: "b", id: "100", amount: "4", at: new Date("2020-01-04T00:00:00Z"), _sequence: "7", deleted: false },
         { tenant: "c", id: "1", amount: null, at: null, _sequence: "9", deleted: true },
       ]);
+      // A tombstone is dated by the server's transaction time on both paths, as its _loaded_at is.
+      const dated = await ctx.query(`SELECT count(*)::int AS n FROM seqload_data."${table}" WHERE _deleted_at = _loaded_at`);
+      expect(dated).toEqual([{ n: 1 }]);
       const shape = await shapeOf(table);
       expect(shape.definition).toBe("PRIMARY KEY (tenant, id)");
       expect(shape.constraint).toBe(`${table}_pkey`);

@@ -228,7 +228,7 @@ async function jsPhases(n: number, base: BenchMessage[]): Promise<void> {
   const collapsed = c.v as { columns: string[] };
   // A client whose COPY goes nowhere: times seqload's own row encoder (copyChunks in stage.ts).
   const sink = { query: () => new Writable({ write: (_c: unknown, _e: unknown, cb: () => void) => cb() }) };
-  const e = await time(() => copyRows(sink, "x", collapsed.columns, collapsed, "flag"));
+  const e = await time(() => copyRows(sink, "x", collapsed.columns, collapsed, "flag", null));
   note("js", "seqload stage encoding (copyRows into a null sink)", e, n);
 }
 
@@ -542,13 +542,13 @@ async function optimisticPhases(
   const staged = async (c: pg.Client, batch: Collapsed): Promise<number> => {
     await c.query(`CREATE TEMP TABLE seqload_stage (${STAGE_DDL}) ON COMMIT DROP`);
     await c.query("SET LOCAL work_mem = '256MB'");
-    await path.copyRows(c, STAGE, stageCols(batch), batch, "flag");
+    await path.copyRows(c, STAGE, stageCols(batch), batch, "flag", null);
     const r = await c.query(applySql(table, { order: true, returning: false, notExists: false }));
     return r.rowCount ?? 0;
   };
   const direct = async (c: pg.Client, batch: Collapsed): Promise<number> => {
     await c.query("SAVEPOINT seqload_direct");
-    await path.copyRows(c, target, tableCols(batch), batch, "timestamp");
+    await path.copyRows(c, target, tableCols(batch), batch, "timestamp", new Date().toISOString());
     await c.query("RELEASE SAVEPOINT seqload_direct");
     return n;
   };
@@ -651,7 +651,7 @@ async function streamPhases(url: string, n: number, load: BenchMessage[], repeat
     note("strm", name, r.best, n, undefined, r.all);
   }
 
-  const toStage = async (c: pg.Client, batch: Collapsed) => path.copyRows(c, STAGE, stageCols(batch), batch, "flag");
+  const toStage = async (c: pg.Client, batch: Collapsed) => path.copyRows(c, STAGE, stageCols(batch), batch, "flag", null);
   type Step = "alone" | "today" | "plain" | "overlapped";
   const variants: [Step, string, (c: pg.Client) => Promise<unknown>][] = [
     ["alone", "COPY to the stage alone (rows validated and collapsed before)", (c) => toStage(c, collapsed)],
