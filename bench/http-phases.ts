@@ -21,6 +21,7 @@ import { startEmbeddedPostgres } from "../src/embedded.js";
 import { createLoader, validateBatch } from "../src/index.js";
 import { parseJson, parseJsonYielding, parseNumberToken } from "../src/json.js";
 import { startServer } from "../src/serve.js";
+import { batchText } from "./lib/http-batches.js";
 import { keepAliveAgent, postJson } from "./lib/post.js";
 
 const { values } = parseArgs({
@@ -34,28 +35,8 @@ const SECONDS = Number(values.seconds);
 const BATCH = Number(values["batch-size"]);
 const CLIENTS = Number(values.clients);
 const SCHEMA = "seqload_bench_phases";
-const TABLE_SCHEMA = {
-  properties: {
-    id: { type: "integer" },
-    name: { type: ["null", "string"] },
-    amount: { type: ["null", "number"] },
-    active: { type: ["null", "boolean"] },
-    updated_at: { type: ["null", "string"], format: "date-time" },
-  },
-};
-
-let sequence = 1_795_465_705_836_000_000n;
-/** A body as bench/http.ts posts it: 19-digit sequences, keys over 10 batches' worth. */
-function body(table: string): string {
-  const parts = new Array<string>(BATCH);
-  for (let i = 0; i < BATCH; i++) {
-    const id = Math.floor(Math.random() * BATCH * 10);
-    sequence += 1n;
-    parts[i] =
-      `{"action":"upsert","sequence":${sequence},"data":{"id":${id},"name":"name ${id}","amount":${(id % 997) / 10},"active":${id % 2 === 0},"updated_at":"2019-11-26T22:29:16Z"}}`;
-  }
-  return `{"table_name":"${table}","key_names":["id"],"schema":${JSON.stringify(TABLE_SCHEMA)},"messages":[${parts.join(",")}]}`;
-}
+/** A body as bench/http.ts posts it. */
+const body = (table: string): string => batchText(table, BATCH);
 
 const cpuMs = (): number => {
   const u = process.cpuUsage();

@@ -21,6 +21,7 @@ import pg from "pg";
 import { startEmbeddedPostgres } from "../src/embedded.js";
 import { createLoader } from "../src/index.js";
 import { startServer } from "../src/serve.js";
+import { batchObject, batchText } from "./lib/http-batches.js";
 import { keepAliveAgent, postJson } from "./lib/post.js";
 
 export interface HttpBenchOptions {
@@ -55,46 +56,6 @@ export interface HttpBenchResult {
 
 const SCHEMA = "seqload_bench";
 const WARMUP_SECONDS = 1;
-const TABLE_SCHEMA = {
-  properties: {
-    id: { type: "integer" },
-    name: { type: ["null", "string"] },
-    amount: { type: ["null", "number"] },
-    active: { type: ["null", "boolean"] },
-    updated_at: { type: ["null", "string"], format: "date-time" },
-  },
-};
-
-/** target-stitch-like sequences: 19 digits, increasing across the whole run. */
-let sequence = 1_795_465_705_836_000_000n;
-/** Keys drawn from 10 batches' worth, so that most messages update an existing row. */
-const keyFor = (batchSize: number) => Math.floor(Math.random() * batchSize * 10);
-
-function messagesText(batchSize: number): string {
-  const parts = new Array<string>(batchSize);
-  for (let i = 0; i < batchSize; i++) {
-    const id = keyFor(batchSize);
-    sequence += 1n;
-    parts[i] =
-      `{"action":"upsert","sequence":${sequence},"data":{"id":${id},"name":"name ${id}","amount":${(id % 997) / 10},"active":${id % 2 === 0},"updated_at":"2019-11-26T22:29:16Z"}}`;
-  }
-  return parts.join(",");
-}
-
-function batchObject(table: string, batchSize: number) {
-  const messages = new Array(batchSize);
-  for (let i = 0; i < batchSize; i++) {
-    const id = keyFor(batchSize);
-    sequence += 1n;
-    messages[i] = {
-      action: "upsert",
-      sequence,
-      data: { id, name: `name ${id}`, amount: (id % 997) / 10, active: id % 2 === 0, updated_at: "2019-11-26T22:29:16Z" },
-    };
-  }
-  return { table_name: table, key_names: ["id"], schema: TABLE_SCHEMA, messages };
-}
-
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
   return Math.round((sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number) * 10) / 10;
@@ -147,9 +108,8 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
   });
   const httpTable = `http_${suffix}`;
   const agent = keepAliveAgent(clients);
-  const schemaText = JSON.stringify(TABLE_SCHEMA);
   const postOnce = async (): Promise<boolean> => {
-    const body = `{"table_name":"${httpTable}","key_names":["id"],"schema":${schemaText},"messages":[${messagesText(batchSize)}]}`;
+    const body = batchText(httpTable, batchSize);
     return (await postJson(agent, `${server.url}/v2/import/batch`, token, body)) === 201;
   };
   let http: Awaited<ReturnType<typeof drive>>;
