@@ -35,7 +35,6 @@ const CLI_LIBRARY_METHOD = "library loadBatch, same batches as parsed objects (C
 /**
  * CLI msgs/s ÷ library msgs/s on the same batches, from one run's measurements (issue 15's target:
  * ≥ 0.9); null when case (g) or its reference did not run, or a check failed.
- * @public for the report's targets table (bench/lib/report.ts)
  */
 export function cliVsLibrary(ms: readonly Measurement[]): number | null {
   const cli = ms.find((m) => m.case === "g" && m.method === CLI_METHOD);
