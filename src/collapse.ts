@@ -96,6 +96,60 @@ export function collapseBatch(batch: ValidatedBatch, tableColumns: Map<string, C
   return { columns, types, keyNames, winners, deletes, collapsed, minSequence, maxSequence, activations };
 }
 
+/**
+ * The winners in key order, when every key column is an integer (bigint): the order of the key's
+ * index, and of the upsert's ORDER BY. Racing loaders that insert in one order wait for each other
+ * instead of deadlocking, and the index fills at its right edge. Null for other keys (text sorts
+ * by the column's collation, which JavaScript does not know). Winners already in order come back
+ * as they are.
+ */
+export function keyOrdered(c: CollapsedBatch): ValidatedMessage[] | null {
+  const width = c.keyNames.length;
+  if (width === 0) return null;
+  for (const k of c.keyNames) if (c.types[c.columns.indexOf(k)] !== "bigint") return null;
+  const n = c.winners.length;
+  // Row i's key is keys[i * width … i * width + width - 1].
+  const keys = new Array<number | bigint>(n * width);
+  for (let i = 0; i < n; i++) {
+    const data = (c.winners[i] as ValidatedMessage).data as Record<string, unknown>;
+    for (let k = 0; k < width; k++) {
+      const key = integerKey(data[c.keyNames[k] as string]);
+      if (key === null) return null;
+      keys[i * width + k] = key;
+    }
+  }
+  const compare = (a: number, b: number): number => {
+    for (let k = 0; k < width; k++) {
+      const p = keys[a * width + k] as number | bigint;
+      const q = keys[b * width + k] as number | bigint;
+      if (p < q) return -1;
+      if (p > q) return 1;
+    }
+    return 0;
+  };
+  let sorted = true;
+  for (let i = 1; i < n && sorted; i++) sorted = compare(i - 1, i) <= 0;
+  if (sorted) return c.winners;
+  if (width === 1 && keys.every((k) => typeof k === "number")) {
+    // The common case, fast: a typed array's own numeric sort, then each key's one winner (the
+    // collapse left one per key).
+    const byKey = new Map<number, ValidatedMessage>();
+    for (let i = 0; i < n; i++) byKey.set(keys[i] as number, c.winners[i] as ValidatedMessage);
+    const sortedKeys = Float64Array.from(keys).sort();
+    const out = new Array<ValidatedMessage>(n);
+    for (let i = 0; i < n; i++) out[i] = byKey.get(sortedKeys[i] as number) as ValidatedMessage;
+    return out;
+  }
+  const order = Array.from({ length: n }, (_, i) => i).sort(compare);
+  return order.map((i) => c.winners[i] as ValidatedMessage);
+}
+
+/** An integer key value as a number when safe, else as a bigint (the two compare exactly); else null. */
+function integerKey(value: unknown): number | bigint | null {
+  if (typeof value === "number" && Number.isSafeInteger(value)) return value;
+  return isNumeric(value) ? exactInteger(value) : null;
+}
+
 /** Which staged columns a delete carries: only its key; the apply step keeps the row's other columns. */
 export function carriedByDelete(c: CollapsedBatch): boolean[] {
   return c.columns.map((name) => c.keyNames.includes(name));

@@ -28,6 +28,8 @@ import { type LoadValidated, loadBatches } from "./pipeline.js";
 import { needsDdl, planTable } from "./plan.js";
 import type { OnInvalid } from "./quarantine.js";
 import {
+  type Optimism,
+  OptimismLost,
   Replan,
   type RouteContext,
   alterTable,
@@ -254,6 +256,8 @@ function poolRunner(ctx: LoaderContext): Runner {
  * then apply the rows by the one route that fits.
  */
 async function loadOnce(ctx: LoaderContext, runner: Runner, v: ValidatedBatch, received: number): Promise<LoadResult> {
+  // On Citus the optimistic COPY gives way by rolling the whole transaction back: never a caller's.
+  let optimism: Optimism = ctx.citus === null ? "savepoint" : runner.caller ? "off" : "transaction";
   for (let replans = 0; ; replans++) {
     try {
       let info = runner.tables.get(v.table) ?? (await readTableInfo(runner.catalog, ctx.options.schema, v.table));
@@ -271,8 +275,14 @@ async function loadOnce(ctx: LoaderContext, runner: Runner, v: ValidatedBatch, r
       }
       const c = collapseBatch(v, plan.columns);
       if (isOneStatement(ctx, v, c)) return await runner.single((s) => applyOneStatement(ctx, s, v, plan, c, received));
-      return await runner.transaction((s) => applyInTransaction(ctx, s, v, plan, c, received));
+      return await runner.transaction((s) => applyInTransaction(ctx, s, v, plan, c, received, optimism));
     } catch (e) {
+      if (e instanceof OptimismLost && optimism === "transaction") {
+        // Rolled back: the same batch again, on the staged upsert (not a replan: the shape holds).
+        optimism = "off";
+        replans--;
+        continue;
+      }
       // Another loader created, widened or extended the table since we cached its shape.
       const stale = e instanceof Replan || (!runner.caller && isStaleShape(e));
       if (!stale || replans >= 3) throw e;

@@ -6,9 +6,10 @@
  *     rows, counts them and writes the load-log row;
  *   - `applyInTransaction`: everything else; the rows are staged (COPY when large), applied,
  *     activate_version runs, the load-log row is written. A large batch whose sampled keys are
- *     all new is first COPYed straight into the table under a savepoint (no stage, no upsert; not
- *     on Citus); if a key exists after all (23505) or a racing loader deadlocks with it (40P01),
- *     it rolls back to the savepoint and takes the staged upsert.
+ *     all new is first COPYed straight into the table under a savepoint (no stage, no upsert); if a
+ *     key exists after all (23505) or a racing loader deadlocks with it (40P01), it rolls back to
+ *     the savepoint and takes the staged upsert. (On Citus, with no savepoint: any failure of that
+ *     COPY rolls the whole transaction back and the batch runs again on the staged upsert.)
  * `alterTable` adds or widens columns first when the batch needs it. The loader (loader.ts)
  * chooses the route and owns transactions, retries and caches.
  */
@@ -24,7 +25,7 @@ import {
 import type { Statement } from "./builder.js";
 import { type TableInfo, readTableInfo } from "./catalog.js";
 import { type Citus, checkAlterOnCitus, chooseDistribution, distributeNewTable } from "./citus.js";
-import { type CollapsedBatch, cellEncoder, collapseBatch } from "./collapse.js";
+import { type CollapsedBatch, cellEncoder, collapseBatch, keyOrdered } from "./collapse.js";
 import { type ColumnType, systemColumnsOf } from "./columns.js";
 import { quoteIdent, quoteQualified } from "./identifiers.js";
 import { LOCK_NAMESPACE } from "./migrate.js";
@@ -47,6 +48,20 @@ export interface RouteContext {
 
 /** Thrown inside a transaction when the world changed under us (e.g. the table appeared): start over. */
 export class Replan extends Error {}
+
+/**
+ * How a large batch whose sampled keys are all new may try the optimistic COPY:
+ *   - `savepoint`: under a savepoint, rolled back to it when a key exists after all (PostgreSQL);
+ *   - `transaction`: with no savepoint; any error of the COPY throws OptimismLost, and the loader
+ *     rolls the whole transaction back and runs the batch again with `off` (Citus, in the loader's
+ *     own transaction: see copyOptimistically);
+ *   - `off`: not at all (Citus in a caller's transaction, the second run after OptimismLost, and
+ *     routes that cannot take it).
+ */
+export type Optimism = "savepoint" | "transaction" | "off";
+
+/** The optimistic COPY failed on Citus: roll the transaction back and run the batch again without it. */
+export class OptimismLost extends Error {}
 
 /** Keys sampled from a large batch to decide on the stale-row pre-filter. */
 const PREFILTER_SAMPLE = 256;
@@ -148,7 +163,8 @@ export async function createAndLoad(
   await register(ctx, s, v, plan);
   // On Citus: distributed while still empty, before any row, in the transaction that created it.
   await distributeNewTable(s, schema, v.table, chooseDistribution(ctx.citus, ctx.options.distribute, v.keyNames));
-  if (!copyStraightIn) return { result: await applyInTransaction(ctx, s, v, plan, c, received), shape: shapeAfter(v, plan) };
+  // (A table this transaction creates holds no key: a batch not COPYed straight in has nothing to be optimistic about.)
+  if (!copyStraightIn) return { result: await applyInTransaction(ctx, s, v, plan, c, received, "off"), shape: shapeAfter(v, plan) };
   await copyRows(copyClient, quoteQualified(schema, v.table), c.columns.map(quoteIdent), c, "timestamp", await transactionTime(s));
   if (v.keyNames.length > 0) {
     await s.setLocal("maintenance_work_mem", "256MB");
@@ -217,6 +233,7 @@ export async function applyInTransaction(
   plan: TablePlan,
   c: CollapsedBatch,
   received: number,
+  optimism: Optimism,
 ): Promise<LoadResult> {
   if (fitsOneStatement(ctx, c)) {
     const result = await applyOneStatement(ctx, s, v, plan, c, received);
@@ -228,7 +245,7 @@ export async function applyInTransaction(
     const copyClient = s.copyClient;
     const counts =
       c.winners.length >= ctx.options.copyThreshold && copyClient !== null
-        ? await applyStaged(ctx, s, copyClient, v, plan, c)
+        ? await applyStaged(ctx, s, copyClient, v, plan, c, optimism)
         : await applyArrays(ctx, s, v, plan, c);
     Object.assign(result, counts);
   }
@@ -276,21 +293,18 @@ async function applyStaged(
   v: ValidatedBatch,
   plan: TablePlan,
   c: CollapsedBatch,
+  optimism: Optimism,
 ): Promise<ApplyCounts> {
   const sample = v.keyNames.length > 0 ? await sampleKeys(ctx, s, v, c) : null;
-  // As createAndLoad's COPY straight in: rows only, nothing a table version or activate_version
-  // adds. Not on Citus: its COPY reports a worker's unique violation as XX000 (the worker's message,
-  // no SQLSTATE), which cannot be told from a real failure (test/citus.test.ts); and after such a
-  // failure ROLLBACK TO SAVEPOINT did not always restore the worker's connection (the upsert that
-  // followed met 25P02 from that worker when we tried giving way on any XX000).
+  // As createAndLoad's COPY straight in: rows only, nothing a table version or activate_version adds.
   const optimistic =
     optimisticCopy.enabled &&
-    ctx.citus === null &&
+    optimism !== "off" &&
     sample !== null &&
     sample.existing === 0 &&
     c.activations.length === 0 &&
     v.tableVersion === null;
-  if (optimistic && (await copyOptimistically(ctx, s, copyClient, v, c, sample.now))) {
+  if (optimistic && (await copyOptimistically(ctx, s, copyClient, v, c, sample.now, optimism))) {
     // Every row was a new key: what the upsert would have counted (a tombstone counts as a delete).
     return { inserted: c.winners.length - c.deletes, updated: 0, deleted: c.deletes, skipped: 0 };
   }
@@ -346,8 +360,16 @@ const OPTIMISM_LOST: Readonly<Record<string, string>> = {
 
 /**
  * COPY the winners straight into the table, as createAndLoad does into a new one (tombstones
- * included), under a savepoint in the batch's transaction. True when every row went in (the
- * savepoint released); false, with nothing of it left, when some key was there after all.
+ * included), in key order when the key is an integer (collapse.ts keyOrdered). True when every row
+ * went in. With `savepoint`, under a savepoint in the batch's transaction: false, with nothing of
+ * it left, when some key was there after all.
+ *
+ * With `transaction` (Citus), no savepoint: its COPY reports a worker's unique violation as XX000
+ * (the worker's message, no SQLSTATE; test/citus.test.ts), which cannot be told from other
+ * failures, and after a failed COPY, ROLLBACK TO SAVEPOINT did not always restore the workers'
+ * connections (the upsert that followed met 25P02 from a worker). Any server error of the COPY
+ * throws OptimismLost instead: the loader rolls the whole transaction back, which Citus does
+ * cleanly, and runs the batch again on the staged upsert. A real failure then fails that run too.
  */
 async function copyOptimistically(
   ctx: RouteContext,
@@ -356,10 +378,25 @@ async function copyOptimistically(
   v: ValidatedBatch,
   c: CollapsedBatch,
   deletedAt: string,
+  optimism: Exclude<Optimism, "off">,
 ): Promise<boolean> {
+  const ordered = keyOrdered(c);
+  const rows = ordered === null ? c : { ...c, winners: ordered };
+  const copy = () =>
+    copyRows(copyClient, quoteQualified(ctx.options.schema, v.table), c.columns.map(quoteIdent), rows, "timestamp", deletedAt);
+  if (optimism === "transaction") {
+    try {
+      await copy();
+    } catch (e) {
+      // A server error carries a SQLSTATE; a lost connection does not, and is the loader's to retry.
+      if (typeof (e as { code?: unknown } | null)?.code !== "string") throw e;
+      throw new OptimismLost("the optimistic COPY failed", { cause: e });
+    }
+    return true;
+  }
   await s.query(`SAVEPOINT ${SAVEPOINT}`);
   try {
-    await copyRows(copyClient, quoteQualified(ctx.options.schema, v.table), c.columns.map(quoteIdent), c, "timestamp", deletedAt);
+    await copy();
   } catch (e) {
     const code = (e as { code?: unknown } | null)?.code;
     if (typeof code !== "string" || OPTIMISM_LOST[code] === undefined) throw e;

@@ -8,7 +8,7 @@ import { pipeline } from "node:stream/promises";
 import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { type Batch, DistributionChangeError, type Loader, SeqloadError, createLoader } from "../src/index.js";
 import { uniqueTable, useDatabase } from "./helpers/context.js";
 import { citusWorkers, urlForDatabase, withClient } from "./helpers/db.js";
@@ -198,13 +198,13 @@ describe("what Citus refuses", () => {
     expect(await ctx.query("select count(*)::int as n from seqload.loads where table_name = $1", [t])).toEqual([{ n: 1 }]);
   });
 
-  it("a key already stored fails a COPY into a distributed table with XX000, not 23505: so no optimistic COPY on Citus", async () => {
+  it("a key already stored fails a COPY into a distributed table with XX000, not 23505: so on Citus a failed optimistic COPY rolls the whole transaction back", async () => {
     const loader = await ctx.loader({ copyThreshold: 1000 });
     const t = uniqueTable("copy_duplicate");
     await loader.loadBatch({ table_name: t, key_names: ["id"], schema, messages: rows(1, 1, 1, "a") });
-    // What the optimistic COPY would meet: the worker's unique violation, relayed without its
-    // SQLSTATE (Citus's ReportCopyError keeps only the message and detail), so it cannot be told
-    // apart from any other failure; the optimistic COPY is off (src/route.ts) …
+    // What the optimistic COPY meets: the worker's unique violation, relayed without its SQLSTATE
+    // (Citus's ReportCopyError keeps only the message and detail), so it cannot be told apart from
+    // any other failure; so any failure of it rolls the loader's transaction back (src/route.ts) …
     const err = await withClient(ctx.url, async (c) => {
       await c.query("begin");
       try {
@@ -215,9 +215,23 @@ describe("what Citus refuses", () => {
       }
     });
     expect(err).toMatchObject({ code: "XX000", message: expect.stringMatching(/duplicate key/) });
-    // … and a large batch of new keys with one stored key the sample misses takes the staged upsert.
+    // … and a large batch of new keys with one stored key the sample misses runs again on the
+    // staged upsert: exact counts, one load-log row, nothing of the failed COPY left.
     const batch = { table_name: t, key_names: ["id"], schema, messages: [...rows(1_000, 5_000, 2, "b"), ...rows(1, 1, 2, "b")] };
-    expect(await loader.loadBatch(batch)).toMatchObject({ inserted: 5_000, updated: 1, skipped: 0 });
+    const statements = vi.spyOn(pg.Client.prototype, "query");
+    try {
+      expect(await loader.loadBatch(batch)).toMatchObject({ inserted: 5_000, updated: 1, skipped: 0 });
+      const texts = statements.mock.calls.map(([q]) => (typeof q === "string" ? q : ((q as { text?: string }).text ?? "")));
+      const copies = texts.filter((q) => q.startsWith("COPY "));
+      expect(copies.map((q) => (q.startsWith("COPY pg_temp.") ? "stage" : "table"))).toEqual(["table", "stage"]);
+      expect(texts.slice(texts.indexOf(copies[0] as string))).toContain("ROLLBACK");
+    } finally {
+      statements.mockRestore();
+    }
+    expect(await ctx.query(`select count(*)::int as n, count(*) filter (where v = 'b')::int as b from "${t}"`)).toEqual([
+      { n: 5_001, b: 5_001 },
+    ]);
+    expect(await ctx.query("select count(*)::int as n from seqload.loads where table_name = $1", [t])).toEqual([{ n: 2 }]);
   });
 
   it("drift of other columns propagates to the shards: a new column and a widened non-distribution key column", async () => {

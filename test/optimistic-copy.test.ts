@@ -1,13 +1,17 @@
 // The optimistic COPY (src/route.ts): a large batch whose sampled keys are all new goes straight
-// into the table under a savepoint; a key that exists after all (23505), or a racing loader that
-// deadlocks with it (40P01), sends it back to the savepoint and through the staged upsert. Either
-// way the rows, the LoadResult and the load-log row are the upsert's. On Citus the optimistic COPY
-// is off (test/citus.test.ts says why): there every batch here must take the staged upsert, with
-// the same results.
+// into the table under a savepoint, in key order when its key is an integer; a key that exists
+// after all (23505), or a racing loader that deadlocks with it (40P01), sends it back to the
+// savepoint and through the staged upsert. Either way the rows, the LoadResult and the load-log
+// row are the upsert's. On Citus (test/citus.test.ts says why) there is no savepoint: any failure
+// of that COPY rolls the loader's transaction back and the batch runs again on the staged upsert;
+// in a caller's transaction, which seqload cannot roll back, every batch takes the staged upsert.
 import pg from "pg";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { type CollapsedBatch, collapseBatch, keyOrdered } from "../src/collapse.js";
 import { type Batch, type LoadResult, createLoader } from "../src/index.js";
+import { parseJson } from "../src/json.js";
 import { optimisticCopy } from "../src/route.js";
+import { checkBatch } from "../src/validate.js";
 import { uniqueTable, useDatabase } from "./helpers/context.js";
 import { citusWorkers } from "./helpers/db.js";
 
@@ -29,35 +33,44 @@ function recordStatements() {
     texts(client?: pg.Client): string[] {
       return spy.mock.calls.flatMap((args, i) => (client === undefined || spy.mock.contexts[i] === client ? [textOf(args[0])] : []));
     },
+    /** The clients that sent them. */
+    clients(): pg.Client[] {
+      return [...new Set(spy.mock.contexts as pg.Client[])];
+    },
   };
 }
 
-/** The way a batch took, read from its statements: "optimistic", "fallback" then "staged", "staged", or "" (no COPY). */
+/**
+ * The way a batch took, read from its statements: "optimistic" (a COPY into the table that
+ * stayed), "fallback" then "staged" (one rolled back: to the savepoint, or on Citus the whole
+ * transaction, then the staged upsert), "staged", or "" (no COPY).
+ */
 function pathOf(texts: string[]): string {
   const out: string[] = [];
   for (const t of texts) {
-    if (t === "RELEASE SAVEPOINT seqload_optimistic" && out.at(-1) !== "fallback") out.push("optimistic");
-    else if (t === "ROLLBACK TO SAVEPOINT seqload_optimistic") out.push("fallback");
-    else if (t.startsWith("COPY pg_temp.seqload_stage")) out.push("staged");
+    if (t.startsWith("COPY pg_temp.seqload_stage")) out.push("staged");
+    else if (t.startsWith("COPY ")) out.push("optimistic");
+    else if ((t === "ROLLBACK TO SAVEPOINT seqload_optimistic" || t === "ROLLBACK") && out.at(-1) === "optimistic")
+      out[out.length - 1] = "fallback";
   }
   return out.join(" ");
 }
 
-/** The way a batch takes: on Citus, where the optimistic COPY is off, the staged upsert. */
-const expected = (path: string) => (citus ? path.replace(/^(optimistic|fallback staged)$/, "staged") : path);
-
-/** Deterministic content for (key, sequence): every 7th version a delete. */
-function message(id: number, sequence: number) {
+/** Deterministic content for (key, sequence): every 7th version a delete. As text keys: the id's digits. */
+function message(id: number, sequence: number, key: "integer" | "text" = "integer") {
+  const k = key === "integer" ? id : String(id);
   return (id * 31 + sequence) % 7 === 0
-    ? { action: "delete", sequence, data: { id } }
-    : { action: "upsert", sequence, data: { id, v: `${id}@${sequence}` } };
+    ? { action: "delete", sequence, data: { id: k } }
+    : { action: "upsert", sequence, data: { id: k, v: `${id}@${sequence}` } };
 }
 
-const batchOf = (table: string, versions: { id: number; sequence: number }[]): Batch => ({
+const textSchema = { properties: { id: { type: "string" }, v: { type: ["null", "string"] } } };
+
+const batchOf = (table: string, versions: { id: number; sequence: number }[], key: "integer" | "text" = "integer"): Batch => ({
   table_name: table,
   key_names: ["id"],
-  schema,
-  messages: versions.map((x) => message(x.id, x.sequence)),
+  schema: key === "integer" ? schema : textSchema,
+  messages: versions.map((x) => message(x.id, x.sequence, key)),
 });
 
 const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
@@ -145,7 +158,7 @@ describe("a large batch of new keys into an existing table", () => {
       (t) => batchOf(t, versions[0] as { id: number; sequence: number }[]),
       (t) => batchOf(t, versions[1] as { id: number; sequence: number }[]),
     ]);
-    expect(taken).toEqual(["", "optimistic", "fallback staged"].map(expected));
+    expect(taken).toEqual(["", "optimistic", "fallback staged"]);
   });
 
   // 20,000 new keys and one stored key, at position 1 of the batch: the sample takes positions
@@ -175,7 +188,7 @@ describe("a large batch of new keys into an existing table", () => {
         return b;
       };
       const { table, taken } = await loadTwins(`miss_${stored}_${incoming}`, [existing, large]);
-      expect(taken).toEqual(["", "fallback staged"].map(expected));
+      expect(taken).toEqual(["", "fallback staged"]);
       const [kept] = await ctx.query(`select _sequence::int as seq, v, _deleted_at is not null as deleted from "${table}" where id = 7`);
       if (stored === "higher") expect(kept).toEqual({ seq: 50, v: "stored", deleted: false });
       else if (incoming === "upsert") expect(kept).toEqual({ seq: 10, v: "new", deleted: false });
@@ -209,10 +222,12 @@ async function untilWaiting(n: number): Promise<void> {
 }
 
 describe("racing loaders on the same new keys", () => {
-  it("a deadlock between optimistic COPYs in opposite orders sends one back to the upsert; a COPY that meets committed keys too", async () => {
+  // Text keys: a COPY of them keeps the batch's order (JavaScript does not know the column's
+  // collation), so two batches in opposite orders can deadlock.
+  it("a deadlock between optimistic COPYs in opposite orders (text keys) sends one back to the upsert; a COPY that meets committed keys too", async () => {
     const t = uniqueTable("deadlock");
     const loader = await ctx.loader({ copyThreshold: 1000 });
-    await loader.loadBatch(batchOf(t, [{ id: 0, sequence: 1 }]));
+    await loader.loadBatch(batchOf(t, [{ id: 0, sequence: 1 }], "text"));
     const keys = range(1, 4000);
     const mid = 2000;
     const versions = {
@@ -230,11 +245,11 @@ describe("racing loaders on the same new keys", () => {
     const statements = recordStatements();
     try {
       await holder.query(`insert into "${t}" (id, _sequence) values ($1, 1)`, [mid]);
-      const loadA = loader.loadBatch(batchOf(t, versions.a), { client: a });
+      const loadA = loader.loadBatch(batchOf(t, versions.a, "text"), { client: a });
       await untilWaiting(1);
-      const loadB = loader.loadBatch(batchOf(t, versions.b), { client: b });
+      const loadB = loader.loadBatch(batchOf(t, versions.b, "text"), { client: b });
       await untilWaiting(2);
-      const loadD = loader.loadBatch(batchOf(t, versions.d), { client: d });
+      const loadD = loader.loadBatch(batchOf(t, versions.d, "text"), { client: d });
       await untilWaiting(3);
       await holder.query("rollback");
       // Each transaction commits as soon as its batch is loaded: whichever gives way waits for the
@@ -250,7 +265,8 @@ describe("racing loaders on the same new keys", () => {
       const results = await Promise.all([committed(loadA, a), committed(loadB, b), committed(loadD, d)]);
       const paths = [a, b, d].map((c) => pathOf(statements.texts(c)));
       // Each went straight in or gave way once (23505 or 40P01; another error would have failed its
-      // load); the deadlock made one of A and B give way.
+      // load); the deadlock made one of A and B give way. (On Citus, in callers' transactions: no
+      // optimistic COPY.)
       if (citus) expect(paths).toEqual(["staged", "staged", "staged"]);
       else {
         for (const path of paths) expect(path).toMatch(/^(optimistic|fallback staged)$/);
@@ -262,6 +278,59 @@ describe("racing loaders on the same new keys", () => {
       for (const c of [holder, a, b, d]) await c.end().catch(() => {});
     }
   });
+
+  // One node: which backend a COPY waits for is PostgreSQL's (pg_blocking_pids); on Citus the
+  // waits are on the workers, and callers' transactions take no optimistic COPY there.
+  it.skipIf(citus)(
+    "integer keys are COPYed in key order whatever the batch's order: loaders in opposite orders wait for each other instead of deadlocking",
+    async () => {
+      const t = uniqueTable("ordered");
+      const loader = await ctx.loader({ copyThreshold: 1000 });
+      await loader.loadBatch(batchOf(t, [{ id: 0, sequence: 1 }]));
+      const keys = range(1, 4000);
+      const mid = 2000;
+      const versions = {
+        a: keys.map((id) => ({ id, sequence: 10 + (id % 3) })),
+        b: keys.map((id) => ({ id, sequence: 10 + (id % 5) })).reverse(),
+      };
+      // A holder's uncommitted row in the middle stops A, ascending, there. B's batch is descending:
+      // in batch order its COPY would insert 4000…2001 and wait for the holder at 2000, and the two
+      // would deadlock when the holder goes. In key order it starts at 1, which A holds: it waits for A.
+      const holder = await transactionClient("10s");
+      const [a, b] = [await transactionClient("10s"), await transactionClient("10s")];
+      const pid = async (c: pg.Client) => ((await c.query("select pg_backend_pid() as pid")).rows[0] as { pid: number }).pid;
+      const [aPid, bPid] = [await pid(a), await pid(b)];
+      const statements = recordStatements();
+      try {
+        await holder.query(`insert into "${t}" (id, _sequence) values ($1, 1)`, [mid]);
+        const loadA = loader.loadBatch(batchOf(t, versions.a), { client: a });
+        await untilWaiting(1);
+        const loadB = loader.loadBatch(batchOf(t, versions.b), { client: b });
+        await untilWaiting(2);
+        const [blocking] = (await ctx.query("select pg_blocking_pids($1) as pids", [bPid])) as [{ pids: number[] }];
+        expect(blocking.pids).toEqual([aPid]);
+        await holder.query("rollback");
+        const resultA = await loadA;
+        await a.query("commit");
+        const resultB = await loadB;
+        await b.query("commit");
+        // A went straight in; B met A's committed keys (23505) and took the upsert.
+        expect([pathOf(statements.texts(a)), pathOf(statements.texts(b))]).toEqual(["optimistic", "fallback staged"]);
+        for (const r of [resultA, resultB]) expect(r.inserted + r.updated + r.deleted + r.skipped).toBe(keys.length);
+        expect(await state(t)).toEqual(model([{ id: 0, sequence: 1 }, ...versions.a, ...versions.b]));
+        // A's rows lie in the heap in key order, as its COPY sent them (those B did not update: an
+        // update writes a new version elsewhere).
+        const heap = await ctx.query<{ id: number }>(
+          `select id::int as id from "${t}" where id > 0 and _sequence = 10 + id % 3 order by ctid`,
+        );
+        const inHeap = heap.map((r) => r.id);
+        expect(inHeap.length).toBeGreaterThan(1000);
+        expect(inHeap).toEqual([...inHeap].sort((x, y) => x - y));
+      } finally {
+        for (const c of [holder, a, b]) await c.end().catch(() => {});
+      }
+    },
+  );
 
   it("several loaders (separate pools) loading the same new keys in different orders and sequences end in the model's state", async () => {
     const t = uniqueTable("race");
@@ -289,9 +358,16 @@ describe("racing loaders on the same new keys", () => {
         await Promise.all(loaders.map((l, i) => l.loadBatch(batchOf(t, batches[i] as { id: number; sequence: number }[]))));
       }
       expect(await state(t)).toEqual(model(all));
-      const savepoints = statements.texts().filter((text) => text.includes("SAVEPOINT seqload_optimistic"));
-      if (citus) expect(savepoints).toEqual([]);
-      else
+      // Both ways were taken: COPYs that stayed and COPYs that gave way.
+      const texts = statements.texts();
+      const savepoints = texts.filter((text) => text.includes("SAVEPOINT seqload_optimistic"));
+      if (citus) {
+        // No savepoint: a COPY into the table that fails rolls the whole transaction back.
+        expect(savepoints).toEqual([]);
+        const paths = statements.clients().map((client) => pathOf(statements.texts(client)));
+        expect(paths.join(" ")).toMatch(/\boptimistic\b/);
+        expect(paths.join(" ")).toMatch(/\bfallback staged\b/);
+      } else
         expect(savepoints).toEqual(
           expect.arrayContaining(["RELEASE SAVEPOINT seqload_optimistic", "ROLLBACK TO SAVEPOINT seqload_optimistic"]),
         );
@@ -301,5 +377,46 @@ describe("racing loaders on the same new keys", () => {
         await l.pool.end();
       }
     }
+  });
+});
+
+describe("keyOrdered (the optimistic COPY's row order)", () => {
+  const collapsed = (json: string, properties: Record<string, unknown>, keyNames: string[]): CollapsedBatch => {
+    const messages = (parseJson(json) as { data: unknown }[]).map((m, i) => ({ action: "upsert", sequence: i + 1, data: m.data }));
+    const v = checkBatch({ table_name: "t", key_names: keyNames, schema: { properties }, messages });
+    return collapseBatch(
+      v,
+      new Map(Object.entries(properties).map(([name, p]) => [name, (p as { type: string }).type === "string" ? "text" : "bigint"])),
+    );
+  };
+  const ids = (c: CollapsedBatch, order: CollapsedBatch["winners"] | null) => order?.map((m) => (m.data as Record<string, unknown>).id);
+
+  it("sorts integer keys numerically, beyond 2^53 exactly (lossless numbers), and composite keys column by column", () => {
+    const big = "9007199254740993"; // 2^53 + 1: a double would round it to 2^53
+    const c = collapsed(
+      `[{"data":{"id":${big}}},{"data":{"id":10}},{"data":{"id":-3}},{"data":{"id":9007199254740992}},{"data":{"id":2}}]`,
+      { id: { type: "integer" } },
+      ["id"],
+    );
+    expect(ids(c, keyOrdered(c))?.map(String)).toEqual(["-3", "2", "10", "9007199254740992", big]);
+    const two = collapsed(
+      '[{"data":{"a":2,"b":1}},{"data":{"a":1,"b":5}},{"data":{"a":1,"b":-1}},{"data":{"a":2,"b":0}}]',
+      { a: { type: "integer" }, b: { type: "integer" } },
+      ["a", "b"],
+    );
+    expect(keyOrdered(two)?.map((m) => m.data)).toEqual([
+      { a: 1, b: -1 },
+      { a: 1, b: 5 },
+      { a: 2, b: 0 },
+      { a: 2, b: 1 },
+    ]);
+  });
+
+  it("leaves text keys (and keyless batches) in batch order: null", () => {
+    const c = collapsed('[{"data":{"id":"b"}},{"data":{"id":"a"}}]', { id: { type: "string" } }, ["id"]);
+    expect(keyOrdered(c)).toBeNull();
+    const keyless = collapsed('[{"data":{"id":2}},{"data":{"id":1}}]', { id: { type: "integer" } }, []);
+    expect(keyOrdered(keyless)).toBeNull();
+    expect(ids(keyless, keyless.winners)).toEqual([2, 1]);
   });
 });
