@@ -131,8 +131,21 @@ export function keyOrdered(c: CollapsedBatch): ValidatedMessage[] | null {
   for (let i = 1; i < n && sorted; i++) sorted = compare(i - 1, i) <= 0;
   if (sorted) return c.winners;
   if (width === 1 && keys.every((k) => typeof k === "number")) {
-    // The common case, fast: a typed array's own numeric sort, then each key's one winner (the
-    // collapse left one per key).
+    // The common case, fast. Keys are unique (the collapse left one winner per key): dense ones
+    // (ids) go straight into their slot; others through a typed array's own numeric sort.
+    let min = Infinity;
+    let max = -Infinity;
+    for (const k of keys) {
+      if (k < min) min = k;
+      if (k > max) max = k;
+    }
+    if (max - min < 4 * n) {
+      const slots = new Array<ValidatedMessage | undefined>(max - min + 1);
+      for (let i = 0; i < n; i++) slots[(keys[i] as number) - min] = c.winners[i];
+      const out: ValidatedMessage[] = [];
+      for (const m of slots) if (m !== undefined) out.push(m);
+      return out;
+    }
     const byKey = new Map<number, ValidatedMessage>();
     for (let i = 0; i < n; i++) byKey.set(keys[i] as number, c.winners[i] as ValidatedMessage);
     const sortedKeys = Float64Array.from(keys).sort();

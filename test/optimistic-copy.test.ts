@@ -5,6 +5,8 @@
 // row are the upsert's. On Citus (test/citus.test.ts says why) there is no savepoint: any failure
 // of that COPY rolls the loader's transaction back and the batch runs again on the staged upsert;
 // in a caller's transaction, which seqload cannot roll back, every batch takes the staged upsert.
+import fc from "fast-check";
+import { LosslessNumber } from "lossless-json";
 import pg from "pg";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { type CollapsedBatch, collapseBatch, keyOrdered } from "../src/collapse.js";
@@ -413,6 +415,41 @@ describe("keyOrdered (the optimistic COPY's row order)", () => {
       { a: 2, b: 0 },
       { a: 2, b: 1 },
     ]);
+  });
+
+  it("gives the winners sorted by key, each once, for any unique integer keys: dense, sparse, negative, beyond 2^53", () => {
+    const asBatch = (keys: bigint[]): CollapsedBatch => ({
+      columns: ["id"],
+      types: ["bigint"],
+      keyNames: ["id"],
+      // As the parser gives them: a number when safe, else a LosslessNumber.
+      winners: keys.map((k, index) => ({
+        index,
+        action: "upsert" as const,
+        sequence: 1n,
+        data: { id: k >= -(2n ** 53n) && k <= 2n ** 53n ? Number(k) : new LosslessNumber(k.toString()) },
+      })),
+      deletes: 0,
+      collapsed: 0,
+      minSequence: 1n,
+      maxSequence: 1n,
+      activations: [],
+    });
+    const key = fc.oneof(
+      fc.bigInt({ min: 0n, max: 300n }), // dense: straight into slots
+      fc.bigInt({ min: -(10n ** 12n), max: 10n ** 12n }), // sparse: the numeric sort
+      fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), // beyond 2^53: compared as bigints
+    );
+    fc.assert(
+      fc.property(fc.uniqueArray(key, { maxLength: 200 }), (keys) => {
+        const c = asBatch(keys);
+        const ordered = keyOrdered(c);
+        expect(ordered).not.toBeNull();
+        expect((ordered ?? []).map((m) => c.winners.indexOf(m)).sort((x, y) => x - y)).toEqual(keys.map((_, i) => i));
+        expect((ordered ?? []).map((m) => keys[m.index] as bigint)).toEqual([...keys].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)));
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it("leaves text keys (and keyless batches) in batch order: null", () => {
