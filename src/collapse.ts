@@ -146,6 +146,17 @@ export function keyOrdered(c: CollapsedBatch): ValidatedMessage[] | null {
       for (const m of slots) if (m !== undefined) out.push(m);
       return out;
     }
+    // Else, when (key - min) × span + position stays exact in a double, one native sort of those
+    // numbers orders the keys and carries each one's position with it.
+    const span = 2 ** Math.ceil(Math.log2(n + 1));
+    if ((max - min + 1) * span <= Number.MAX_SAFE_INTEGER) {
+      const packed = new Float64Array(n);
+      for (let i = 0; i < n; i++) packed[i] = ((keys[i] as number) - min) * span + i;
+      packed.sort();
+      const out = new Array<ValidatedMessage>(n);
+      for (let i = 0; i < n; i++) out[i] = c.winners[(packed[i] as number) % span] as ValidatedMessage;
+      return out;
+    }
     const byKey = new Map<number, ValidatedMessage>();
     for (let i = 0; i < n; i++) byKey.set(keys[i] as number, c.winners[i] as ValidatedMessage);
     const sortedKeys = Float64Array.from(keys).sort();

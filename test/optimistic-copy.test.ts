@@ -435,13 +435,16 @@ describe("keyOrdered (the optimistic COPY's row order)", () => {
       maxSequence: 1n,
       activations: [],
     });
-    const key = fc.oneof(
-      fc.bigInt({ min: 0n, max: 300n }), // dense: straight into slots
-      fc.bigInt({ min: -(10n ** 12n), max: 10n ** 12n }), // sparse: the numeric sort
-      fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), // beyond 2^53: compared as bigints
+    // One domain per batch, so that each way keyOrdered sorts is taken, and mixed ones.
+    const dense = fc.bigInt({ min: 0n, max: 300n }); // straight into slots
+    const sparse = fc.bigInt({ min: -(10n ** 12n), max: 10n ** 12n }); // packed with their positions
+    const wide = fc.bigInt({ min: -(2n ** 53n), max: 2n ** 53n }); // too wide to pack: through a Map
+    const full = fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }); // beyond 2^53: compared as bigints
+    const keySets = fc.oneof(
+      ...[dense, sparse, wide, full, fc.oneof(dense, sparse, wide, full)].map((key) => fc.uniqueArray(key, { maxLength: 200 })),
     );
     fc.assert(
-      fc.property(fc.uniqueArray(key, { maxLength: 200 }), (keys) => {
+      fc.property(keySets, (keys) => {
         const c = asBatch(keys);
         const ordered = keyOrdered(c);
         expect(ordered).not.toBeNull();
