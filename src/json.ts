@@ -197,28 +197,75 @@ function parseValue(): unknown {
 }
 
 function parseObject(): Record<string, unknown> {
-  at++;
-  skipWhitespace();
-  const object: Record<string, unknown> = {};
-  let initial = true;
-  while (at < text.length && text.charCodeAt(at) !== CLOSE_BRACE) {
-    if (initial) initial = false;
-    else {
-      if (text.charCodeAt(at) !== COMMA) throw new SyntaxError(`Comma ',' expected after value ${gotAt()}`);
-      at++;
-      skipWhitespace();
-    }
-    const start = at;
-    if (text.charCodeAt(at) !== QUOTE) throw new SyntaxError(`Quoted object key expected ${gotAt()}`);
-    const key = parseKey();
-    skipWhitespace();
-    if (text.charCodeAt(at) !== COLON) throw new SyntaxError(`Colon ':' expected after property name ${gotAt()}`);
-    at++;
+  const object = openObject();
+  for (let first = true; !atObjectEnd(); first = false) {
+    const key = memberKey(first);
+    const start = keyStart;
     setMember(object, key, parseValue(), start);
   }
+  return closeObject(object);
+}
+
+// The pieces of an object and of an array, shared by the plain parser and the yielding one.
+
+const openObject = (): Record<string, unknown> => {
+  at++;
+  skipWhitespace();
+  return {};
+};
+
+const atObjectEnd = (): boolean => at >= text.length || text.charCodeAt(at) === CLOSE_BRACE;
+
+/** Where the key memberKey read last begins (its opening quote). */
+let keyStart = 0;
+
+/** A member's key, up to and past its colon (and the comma before it, but for the first member). */
+function memberKey(first: boolean): string {
+  if (!first) {
+    if (text.charCodeAt(at) !== COMMA) throw new SyntaxError(`Comma ',' expected after value ${gotAt()}`);
+    at++;
+    skipWhitespace();
+  }
+  keyStart = at;
+  if (text.charCodeAt(at) !== QUOTE) throw new SyntaxError(`Quoted object key expected ${gotAt()}`);
+  const key = parseKey();
+  skipWhitespace();
+  if (text.charCodeAt(at) !== COLON) throw new SyntaxError(`Colon ':' expected after property name ${gotAt()}`);
+  at++;
+  return key;
+}
+
+function closeObject(object: Record<string, unknown>): Record<string, unknown> {
   if (text.charCodeAt(at) !== CLOSE_BRACE) throw new SyntaxError(`Quoted object key or end of object '}' expected ${gotAt()}`);
   at++;
   return object;
+}
+
+const openArray = (): unknown[] => {
+  at++;
+  skipWhitespace();
+  return [];
+};
+
+const atArrayEnd = (): boolean => at >= text.length || text.charCodeAt(at) === CLOSE_BRACKET;
+
+/** The comma before an item (but the first). */
+function itemSeparator(first: boolean): void {
+  if (first) return;
+  if (text.charCodeAt(at) !== COMMA) throw new SyntaxError(`Comma ',' expected after value ${gotAt()}`);
+  at++;
+}
+
+/** An item as parsed: there must be one. */
+function item(value: unknown): unknown {
+  if (value === undefined) throw new SyntaxError(`Array item expected ${gotAt()}`);
+  return value;
+}
+
+function closeArray(array: unknown[]): unknown[] {
+  if (text.charCodeAt(at) !== CLOSE_BRACKET) throw new SyntaxError(`Array item or end of array ']' expected ${gotAt()}`);
+  at++;
+  return array;
 }
 
 /** Store a member read from `start` (its key's opening quote), with lossless-json's duplicate-key rule. */
@@ -239,23 +286,12 @@ function setMember(object: Record<string, unknown>, key: string, value: unknown,
 }
 
 function parseArray(): unknown[] {
-  at++;
-  skipWhitespace();
-  const array: unknown[] = [];
-  let initial = true;
-  while (at < text.length && text.charCodeAt(at) !== CLOSE_BRACKET) {
-    if (initial) initial = false;
-    else {
-      if (text.charCodeAt(at) !== COMMA) throw new SyntaxError(`Comma ',' expected after value ${gotAt()}`);
-      at++;
-    }
-    const value = parseValue();
-    if (value === undefined) throw new SyntaxError(`Array item expected ${gotAt()}`);
-    array.push(value);
+  const array = openArray();
+  for (let first = true; !atArrayEnd(); first = false) {
+    itemSeparator(first);
+    array.push(item(parseValue()));
   }
-  if (text.charCodeAt(at) !== CLOSE_BRACKET) throw new SyntaxError(`Array item or end of array ']' expected ${gotAt()}`);
-  at++;
-  return array;
+  return closeArray(array);
 }
 
 // The same grammar as steps that pause between the members and items of the outer two levels (a
@@ -272,67 +308,36 @@ function* valueSteps(depth: number, turns: Turns): Generator<void, unknown, void
 }
 
 function* objectSteps(depth: number, turns: Turns): Generator<void, Record<string, unknown>, void> {
-  at++;
-  skipWhitespace();
-  const object: Record<string, unknown> = {};
-  let initial = true;
-  while (at < text.length && text.charCodeAt(at) !== CLOSE_BRACE) {
-    if (initial) initial = false;
-    else {
-      if (text.charCodeAt(at) !== COMMA) throw new SyntaxError(`Comma ',' expected after value ${gotAt()}`);
-      at++;
-      skipWhitespace();
-    }
-    const start = at;
-    if (text.charCodeAt(at) !== QUOTE) throw new SyntaxError(`Quoted object key expected ${gotAt()}`);
-    const key = parseKey();
-    skipWhitespace();
-    if (text.charCodeAt(at) !== COLON) throw new SyntaxError(`Colon ':' expected after property name ${gotAt()}`);
-    at++;
+  const object = openObject();
+  for (let first = true; !atObjectEnd(); first = false) {
+    const key = memberKey(first);
+    const start = keyStart;
     setMember(object, key, depth >= 1 ? parseValue() : yield* valueSteps(depth + 1, turns), start);
     if (turnDue(turns)) yield;
   }
-  if (text.charCodeAt(at) !== CLOSE_BRACE) throw new SyntaxError(`Quoted object key or end of object '}' expected ${gotAt()}`);
-  at++;
-  return object;
+  return closeObject(object);
 }
 
 function* arraySteps(depth: number, turns: Turns): Generator<void, unknown[], void> {
-  at++;
-  skipWhitespace();
-  const array: unknown[] = [];
+  const array = openArray();
   if (depth >= 1) {
     // The messages: parsed in a plain loop (faster than one in a generator) until a turn is due.
     while (!itemsUntilTurn(array, turns)) yield;
   } else {
-    let initial = true;
-    while (at < text.length && text.charCodeAt(at) !== CLOSE_BRACKET) {
-      if (initial) initial = false;
-      else {
-        if (text.charCodeAt(at) !== COMMA) throw new SyntaxError(`Comma ',' expected after value ${gotAt()}`);
-        at++;
-      }
-      const value = yield* valueSteps(depth + 1, turns);
-      if (value === undefined) throw new SyntaxError(`Array item expected ${gotAt()}`);
-      array.push(value);
+    for (let first = true; !atArrayEnd(); first = false) {
+      itemSeparator(first);
+      array.push(item(yield* valueSteps(depth + 1, turns)));
       if (turnDue(turns)) yield;
     }
   }
-  if (text.charCodeAt(at) !== CLOSE_BRACKET) throw new SyntaxError(`Array item or end of array ']' expected ${gotAt()}`);
-  at++;
-  return array;
+  return closeArray(array);
 }
 
 /** Adds the next items of the array to `array`: true at its end (or where it breaks), false when a turn is due first. */
 function itemsUntilTurn(array: unknown[], turns: Turns): boolean {
-  while (at < text.length && text.charCodeAt(at) !== CLOSE_BRACKET) {
-    if (array.length > 0) {
-      if (text.charCodeAt(at) !== COMMA) throw new SyntaxError(`Comma ',' expected after value ${gotAt()}`);
-      at++;
-    }
-    const value = parseValue();
-    if (value === undefined) throw new SyntaxError(`Array item expected ${gotAt()}`);
-    array.push(value);
+  while (!atArrayEnd()) {
+    itemSeparator(array.length === 0);
+    array.push(item(parseValue()));
     if (turnDue(turns)) return false;
   }
   return true;
