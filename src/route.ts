@@ -349,9 +349,11 @@ const OPTIMISM_LOST: Readonly<Record<string, string>> = {
   /** Some key existed after all: one the sample missed, or one a racing loader committed meanwhile. */
   "23505": "unique violation",
   /**
-   * Another loader inserts the same new keys in another order (its own optimistic COPY, or an
-   * upsert in key order) and each waits for a key the other holds. The upsert, in key order, waits
-   * for the other's commit instead (test/optimistic-copy.test.ts). It can still meet the other's
+   * Another loader inserts the same new keys in another order and each waits for a key the other
+   * holds: text keys, which the COPY sends in batch order against the other's COPY, or against an
+   * upsert in the index's order (integer keys go in key order, as the upsert's do, and wait for
+   * each other instead). After the rollback to the savepoint, the upsert, in key order, waits for
+   * the other's commit (test/optimistic-copy.test.ts). It can still meet the other's
    * COPY, if that is still running, in a second deadlock: outside the savepoint, so the loader
    * retries the batch, as it retries any deadlock (a caller's transaction gets the retryable error).
    */
